@@ -1,0 +1,131 @@
+r"""Train-step throughput of robust_jax's general step vs a minimal hand-written JAX step.
+
+    python experiments/benchmark.py --config=configs/fashion_mnist_cnn.py [--rounds=7 --steps=10]
+
+Both steps train the same model with the same objective and optimizer on synthetic data of the
+dataset's shape (uint8 images on the device, sharded like training batches). Each round times
+`--steps` steps of one, then of the other (interleaved, so machine noise hits both alike); the
+reported time is the median over rounds, after compilation. Prints a table and one JSON line; with
+`--json_out` also writes the JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import flax  # noqa: E402
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from experiments import reference_steps  # noqa: E402
+from robust_jax import data, objectives, optim, sharding, train_state, train_step  # noqa: E402
+from robust_jax import validation  # noqa: E402
+from robust_jax.data import pipeline  # noqa: E402
+from robust_jax.models import build_model  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/fashion_mnist_cnn.py', 'Config.')
+_ROUNDS = flags.DEFINE_integer('rounds', 7, 'Timed rounds (median is reported).')
+_STEPS = flags.DEFINE_integer('steps', 10, 'Steps per timed round.')
+_JSON_OUT = flags.DEFINE_string('json_out', '', 'Also write the JSON result here.')
+
+
+def _time_steps(run_one, num_steps: int) -> float:
+  """Seconds per step over `num_steps` steps; blocks on the result before stopping the clock."""
+  start = time.perf_counter()
+  for _ in range(num_steps):
+    result = run_one()
+  jax.block_until_ready(result)
+  return (time.perf_counter() - start) / num_steps
+
+
+def benchmark(config, rounds: int, steps: int) -> dict:
+  validation.validate_config(config)
+  mesh = sharding.make_mesh()
+  spec = data.spec_for(config.dataset)
+  batch_size = config.train.batch_size
+  model = build_model(config.model, spec, objectives.build_feature_transforms(config))
+  optimizer, _ = optim.make_optimizer(config.optimizer, 100, 10_000)
+  augment_fn = pipeline.make_augment_fn(data.augmentation_for(config.dataset),
+                                        config.dataset.crop_padding)
+  rng = np.random.default_rng(0)
+  batch = jax.device_put(
+      {'image': rng.integers(0, 256, (batch_size, *spec.image_shape), np.uint8),
+       'label': rng.integers(0, spec.num_classes, batch_size).astype(np.int32)},
+      sharding.batch_sharded(mesh))
+  replicated = sharding.replicated(mesh)
+  init = jax.jit(lambda k: train_state.init_train_state(model, optimizer, k, spec.image_shape),
+                 out_shardings=replicated)
+
+  general_step = train_step.make_train_step(
+      objectives.build_loss_fn(config, model, spec.num_classes), optimizer, augment_fn,
+      jax.random.key(1), mesh)
+  general = {'state': init(jax.random.key(0))}
+
+  def run_general():
+    general['state'], metrics = general_step(general['state'], batch)
+    return metrics['loss']
+
+  reference = jax.jit(reference_steps.for_config(config)(model.module, optimizer, augment_fn,
+                                                         config),
+                      in_shardings=(replicated,) * 3 + (sharding.batch_sharded(mesh),) * 2
+                      + (replicated,),
+                      out_shardings=replicated, donate_argnums=(0, 1, 2))
+  state = init(jax.random.key(0))
+  hand = {'args': (state.params, state.model_state, state.opt_state), 'step': 0}
+
+  def run_hand():
+    key = jax.random.fold_in(jax.random.key(1), hand['step'])
+    *new_args, loss = reference(*hand['args'], batch['image'], batch['label'], key)
+    hand['args'], hand['step'] = tuple(new_args), hand['step'] + 1
+    return loss
+
+  for run in (run_general, run_hand):  # compile and warm up
+    _time_steps(run, 2)
+  general_times, hand_times = [], []
+  for _ in range(rounds):
+    general_times.append(_time_steps(run_general, steps))
+    hand_times.append(_time_steps(run_hand, steps))
+  general_s, hand_s = statistics.median(general_times), statistics.median(hand_times)
+  return {
+      'config': {k: config[k].get('name') for k in ('model', *objectives.SECTIONS)},
+      'dataset': spec.name, 'global_batch': batch_size,
+      'robust_jax_step_s': general_s, 'hand_written_step_s': hand_s,
+      'robust_jax_images_per_s': batch_size / general_s,
+      'hand_written_images_per_s': batch_size / hand_s,
+      'ratio_time_general_over_hand': general_s / hand_s,
+      'rounds': rounds, 'steps_per_round': steps,
+      'device': f'{jax.devices()[0].device_kind} x{jax.device_count()}',
+      'platform': platform.platform(),
+      'versions': {'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__,
+                   'python': platform.python_version()},
+  }
+
+
+def main(argv):
+  del argv
+  result = benchmark(_CONFIG.value, _ROUNDS.value, _STEPS.value)
+  print(f'device: {result["device"]}   jax {result["versions"]["jax"]}   '
+        f'batch {result["global_batch"]}   {result["config"]}')
+  print(f'| step | ms/step | images/s |\n|---|---|---|\n'
+        f'| robust_jax train step | {1e3 * result["robust_jax_step_s"]:.1f} | '
+        f'{result["robust_jax_images_per_s"]:.0f} |\n'
+        f'| hand-written JAX step | {1e3 * result["hand_written_step_s"]:.1f} | '
+        f'{result["hand_written_images_per_s"]:.0f} |\n'
+        f'time ratio robust_jax / hand-written: {result["ratio_time_general_over_hand"]:.3f}')
+  print(json.dumps(result))
+  if _JSON_OUT.value:
+    with open(_JSON_OUT.value, 'w') as f:
+      json.dump(result, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main)

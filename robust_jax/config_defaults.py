@@ -1,0 +1,41 @@
+"""The complete default experiment config; files in `configs/` start from it and change what differs.
+
+Every key is listed here with its default, so `config.json` in a workdir shows every value a run
+used, and a typo in an override is an 'unknown key' error rather than a silent no-op.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.dataset = dict(name='fashion_mnist', source='idx', path='/usr/share/datasets/fashion-mnist',
+                   download=False, augmentation='default', crop_padding=4)
+  c.model = dict(name='cnn', dropout_rate=0.0, dropout_sites=(), widths=(32, 64), kernel_size=3,
+                 hidden_size=256)
+  c.targets = dict(name='one_hot')
+  c.loss = dict(name='cross_entropy')
+  c.adversary = dict(name='none')
+  c.weight_perturbation = dict(name='none')
+  c.feature_mask = dict(name='none', sites=())
+  c.optimizer = dict(name='adam', learning_rate=1e-3, momentum=0.9, nesterov=False,
+                     weight_decay=0.0, grad_clip_norm=0.0, schedule='cosine', warmup_epochs=0.0,
+                     boundaries_epochs=(), decay_factor=0.1)
+  c.train = dict(batch_size=128, num_epochs=3, log_every_steps=50, eval_every_epochs=1,
+                 checkpoint_every_steps=1000, max_checkpoints_to_keep=2)
+  c.eval = dict(batch_size=1000)
+  c.distributed = dict(initialize=False, coordinator_address='', num_processes=1, process_id=0)
+  return c
+
+
+def cnn_model(**overrides) -> dict:
+  """The `cnn` model section with the papers' LeNet-like defaults, then `overrides`."""
+  return dict(name='cnn', dropout_rate=0.0, dropout_sites=(), widths=(32, 64), kernel_size=5,
+              hidden_size=1024) | overrides
+
+
+def plain_model(name: str, **overrides) -> dict:
+  """A model section for models with only the common keys (vgg16, preact_resnet18, wrn*)."""
+  return dict(name=name, dropout_rate=0.0, dropout_sites=()) | overrides

@@ -1,0 +1,62 @@
+"""Empirical risk minimisation: cross-entropy against one-hot or label-smoothed targets.
+
+Also registers the 'none' entries of the adversary, weight-perturbation and feature-mask sections,
+so plain training is `loss=cross_entropy` with every other section `none`.
+
+    L(θ) = (1/B) Σ_b  -Σ_j t_j(y_b) log softmax(f_θ(x_b))_j
+    one_hot:          t(y) = e_y
+    label_smoothing:  t(y) = (1 - s) e_y + s / C        (Szegedy et al. 2016)
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from robust_jax import config_schema as cs
+from robust_jax import losses
+from robust_jax.objectives import (ADVERSARIES, FEATURE_MASKS, LOSSES, TARGETS,
+                                   WEIGHT_PERTURBATIONS, LossAux)
+
+
+@TARGETS.register('one_hot')
+def one_hot_targets(config, num_classes):
+  del config
+  return lambda labels: jax.nn.one_hot(labels, num_classes)
+
+
+@TARGETS.register('label_smoothing', {'smoothing': cs.real(0.0, 1.0)})
+def label_smoothing_targets(config, num_classes):
+  smoothing = float(config.smoothing)
+  return lambda labels: (1.0 - smoothing) * jax.nn.one_hot(labels, num_classes) + (
+      smoothing / num_classes)
+
+
+@LOSSES.register('cross_entropy')
+def cross_entropy_loss(config, model, targets_fn):
+  """Mean soft-target cross-entropy of the model in training mode (dropout on if configured)."""
+  del config
+
+  def loss_fn(params, model_state, batch, key):
+    logits, model_state = model.apply(params, model_state, batch['image'], train=True, key=key)
+    loss = jnp.mean(losses.soft_cross_entropy(logits, targets_fn(batch['label'])))
+    return loss, LossAux(model_state, logits, {})
+
+  return loss_fn
+
+
+@ADVERSARIES.register('none')
+def no_adversary(config, model, loss_fn):
+  del config, model
+  return loss_fn
+
+
+@WEIGHT_PERTURBATIONS.register('none')
+def no_weight_perturbation(config, loss_fn):
+  del config
+  return loss_fn
+
+
+@FEATURE_MASKS.register('none', {'sites': cs.sequence_of(cs.text())})
+def no_feature_mask(config):
+  del config
+  return None

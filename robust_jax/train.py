@@ -1,0 +1,162 @@
+"""The training loop: data on device, one compiled step, logging, evaluation and checkpoints.
+
+`train_and_evaluate(config, workdir)` validates the config, restores the newest checkpoint in
+`workdir` if there is one (so rerunning the same command resumes), trains with a progress bar, logs
+one JSON line per `log_every_steps` and TensorBoard summaries, evaluates clean test accuracy on the
+full test set every `eval_every_epochs` and at the end, and checkpoints every
+`checkpoint_every_steps` and at the end. A non-finite loss stops the run and keeps the last good
+checkpoint. A resumed run ends with exactly the parameters of an uninterrupted one: data order,
+augmentation and every random draw are functions of (seed, step).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+import tqdm
+
+from robust_jax import checkpointing, clean_accuracy, config_schema, data, metric_writer, objectives
+from robust_jax import optim, sharding, train_state, train_step, validation
+from robust_jax.data import pipeline
+from robust_jax.models import build_model
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
+
+
+class _MetricBuffer:
+  """Holds per-step device metrics until the next log, so steps never wait for the host."""
+
+  def __init__(self):
+    self._pending, self._since = [], time.perf_counter()
+
+  def add(self, metrics) -> None:
+    self._pending.append(metrics)
+
+  def flush(self, step: int, batch_size: int) -> dict[str, float] | None:
+    """Mean of the buffered metrics plus images/s; raises NonFiniteLossError on a bad loss."""
+    if not self._pending:
+      return None
+    fetched = jax.device_get(self._pending)
+    losses = np.array([m['loss'] for m in fetched])
+    if not np.all(np.isfinite(losses)):
+      bad = step - len(losses) + int(np.argmin(np.isfinite(losses))) + 1
+      raise NonFiniteLossError(f'loss became {losses[~np.isfinite(losses)][0]} at step {bad}; '
+                               'stopping, the last good checkpoint is kept')
+    now = time.perf_counter()
+    means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+    means['images_per_s'] = len(fetched) * batch_size / (now - self._since)
+    self._pending, self._since = [], now
+    return means
+
+
+def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None,
+                       devices=None) -> dict:
+  """Trains `config` in `workdir` and returns the final clean test metrics.
+
+  devices: the devices to train on (default: every device of every host).
+
+  stop_after_steps: stop (with a checkpoint) after this many steps of this invocation, for
+  time-limited job queues; rerunning continues where it stopped.
+  """
+  validation.validate_config(config)
+  sharding.maybe_initialize_distributed(config.distributed)
+  mesh = sharding.make_mesh(devices)
+  batch_size = config.train.batch_size
+  if batch_size % mesh.size:
+    raise config_schema.ConfigError(
+        f'config.train.batch_size={batch_size}: must be divisible by the {mesh.size} devices')
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json(indent=2))
+
+  spec = data.spec_for(config.dataset)
+  splits = data.load_splits(config.dataset)
+  if len(splits.train) < batch_size:
+    raise config_schema.ConfigError(f'config.train.batch_size={batch_size}: larger than the '
+                                    f'{len(splits.train)} training examples')
+  train_split = pipeline.put_split(splits.train, mesh)
+  test_batches = pipeline.make_eval_batches(splits.test, config.eval.batch_size, mesh)
+  steps_per_epoch = pipeline.steps_per_epoch(train_split.num_examples, batch_size)
+  total_steps = config.train.num_epochs * steps_per_epoch
+
+  model = build_model(config.model, spec, objectives.build_feature_transforms(config))
+  optimizer, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch, total_steps)
+  init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
+  step_fn = train_step.make_train_step(
+      objectives.build_loss_fn(config, model, spec.num_classes), optimizer,
+      pipeline.make_augment_fn(data.augmentation_for(config.dataset),
+                               config.dataset.crop_padding),
+      step_key, mesh)
+  evaluate = clean_accuracy.make_clean_eval_fn(model, mesh)
+  epoch_batches = pipeline.make_epoch_batches_fn(mesh, train_split.num_examples, batch_size)
+  take_batch = jax.jit(lambda batches, i: jax.tree.map(lambda a: a[i], batches),
+                       out_shardings=sharding.batch_sharded(mesh))
+
+  state = jax.jit(lambda key: train_state.init_train_state(model, optimizer, key, spec.image_shape),
+                  out_shardings=sharding.replicated(mesh))(init_key)
+  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                                            config.train.max_checkpoints_to_keep)
+  state = checkpointer.restore_latest(state) or state
+  writer = metric_writer.MetricWriter(workdir)
+  step = start_step = int(state.step)
+
+  buffer = _MetricBuffer()
+  progress = tqdm.tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True,
+                       disable=jax.process_index() != 0)
+  if step:
+    progress.write(f'resuming from the checkpoint at step {step} in {workdir}')
+  eval_metrics = None
+  try:
+    while step < total_steps:
+      epoch, first = divmod(step, steps_per_epoch)
+      batches = epoch_batches(train_split.images, train_split.labels,
+                              jax.random.fold_in(data_key, epoch))
+      for index in range(first, steps_per_epoch):
+        state, metrics = step_fn(state, take_batch(batches, index))
+        buffer.add(metrics)
+        step += 1
+        progress.update()
+        stopping = stop_after_steps is not None and step - start_step >= stop_after_steps
+        if step % config.train.log_every_steps == 0 or step == total_steps or stopping:
+          logged = buffer.flush(step, batch_size)
+          logged['learning_rate'] = float(schedule(step - 1))
+          writer.write(step, logged)
+          progress.set_postfix(epoch=f'{step / steps_per_epoch:.2f}', loss=f'{logged["loss"]:.4f}',
+                               acc=f'{logged["accuracy"]:.3f}',
+                               img_s=f'{logged["images_per_s"]:.0f}')
+        if step % config.train.checkpoint_every_steps == 0 or stopping:
+          buffer.flush(step, batch_size)
+          checkpointer.save(step, state)
+        if stopping:
+          return {'stopped_at_step': step}
+      epoch += 1
+      if epoch % config.train.eval_every_epochs == 0 or step == total_steps:
+        eval_metrics = {k: float(v) for k, v in
+                        evaluate(state.params, state.model_state, test_batches).items()}
+        writer.write(step, eval_metrics, prefix='test')
+        progress.write(f'epoch {epoch}: test accuracy {eval_metrics["accuracy"]:.4f}, '
+                       f'test loss {eval_metrics["loss"]:.4f}')
+    buffer.flush(step, batch_size)
+    if checkpointer.latest_step() != step:
+      checkpointer.save(step, state)
+  finally:
+    progress.close()
+    checkpointer.close()
+    writer.close()
+
+  if eval_metrics is None:  # the run had already finished: evaluate the restored state
+    eval_metrics = {k: float(v) for k, v in
+                    evaluate(state.params, state.model_state, test_batches).items()}
+  results = {'test_accuracy': eval_metrics['accuracy'], 'test_loss': eval_metrics['loss'],
+             'steps': step, 'epochs': step / steps_per_epoch,
+             'num_test_examples': len(splits.test), 'devices': mesh.size}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'results.json'), 'w') as f:
+      json.dump(results, f, indent=2)
+  return results

@@ -1,0 +1,56 @@
+"""Validates a whole experiment config before anything is compiled.
+
+`validate_config(config)` raises `ConfigError` with one line naming the first bad key, its value and
+what is allowed. Sections resolved in a registry are validated against the schema the chosen
+component declares, then each chosen component cross-checks the rest of the config.
+"""
+from __future__ import annotations
+
+from robust_jax import config_schema as cs
+from robust_jax import data, models, objectives, optim
+from robust_jax import methods  # noqa: F401  (registers every method)
+
+TRAIN_SCHEMA: cs.Schema = {
+    'batch_size': cs.integer(1),  # global batch, split over all devices
+    'num_epochs': cs.integer(1),
+    'log_every_steps': cs.integer(1),
+    'eval_every_epochs': cs.integer(1),
+    'checkpoint_every_steps': cs.integer(1),
+    'max_checkpoints_to_keep': cs.integer(1),
+}
+EVAL_SCHEMA: cs.Schema = {'batch_size': cs.integer(1)}
+DISTRIBUTED_SCHEMA: cs.Schema = {
+    'initialize': cs.boolean(),  # call jax.distributed.initialize()
+    'coordinator_address': cs.text(),  # '' = let JAX detect the cluster
+    'num_processes': cs.integer(1),
+    'process_id': cs.integer(0),
+}
+PLAIN_SECTIONS: dict[str, cs.Schema] = {
+    'dataset': data.SCHEMA, 'optimizer': optim.SCHEMA, 'train': TRAIN_SCHEMA,
+    'eval': EVAL_SCHEMA, 'distributed': DISTRIBUTED_SCHEMA,
+}
+TOP_LEVEL = ('seed', 'model', *PLAIN_SECTIONS, *objectives.SECTIONS)
+
+
+def validate_config(config) -> None:
+  unknown = sorted(set(config.keys()) - set(TOP_LEVEL))
+  if unknown:
+    raise cs.ConfigError(f'config.{unknown[0]}: unknown section; known: {", ".join(TOP_LEVEL)}')
+  missing = [key for key in TOP_LEVEL if key not in config]
+  if missing:
+    raise cs.ConfigError(f'config.{missing[0]}: missing required section')
+  cs.integer(0).check('config.seed', config.seed)
+  for name, schema in PLAIN_SECTIONS.items():
+    cs.check_section(f'config.{name}', config[name], schema)
+  models.validate(config.model)
+  entries = [registry.validate(f'config.{name}', config[name])
+             for name, registry in objectives.SECTIONS.items()]
+  _, feature_sites = models.model_sites(config.model)
+  for site in config.feature_mask.sites:
+    if site not in feature_sites:
+      raise cs.ConfigError(
+          f'config.feature_mask.sites={tuple(config.feature_mask.sites)!r}: {config.model.name} '
+          f'has feature sites {", ".join(feature_sites) or "none"}')
+  for entry in entries:
+    if entry.check is not None:
+      entry.check(config)

@@ -1,0 +1,42 @@
+"""Small datasets and configs shared by the tests."""
+from __future__ import annotations
+
+import numpy as np
+
+from robust_jax import config_defaults
+
+
+def quadrant_images(num: int, seed: int, size: int = 28, channels: int = 1):
+  """uint8 images (num, size, size, channels) whose label (0..3) is the brightest quadrant."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 4, num).astype(np.int32)
+  images = rng.integers(0, 60, (num, size, size, channels)).astype(np.uint8)
+  half = size // 2
+  for i, label in enumerate(labels):
+    top, left = divmod(int(label), 2)
+    images[i, top * half:(top + 1) * half, left * half:(left + 1) * half] += 150
+  return images, labels
+
+
+def write_quadrant_npz(path: str, num_train: int, num_test: int, size: int = 28,
+                       channels: int = 1) -> None:
+  x_train, y_train = quadrant_images(num_train, 0, size, channels)
+  x_test, y_test = quadrant_images(num_test, 1, size, channels)
+  np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+
+
+def tiny_config(npz_path: str, **train_overrides):
+  """A fast config: tiny CNN on the quadrant npz dataset (Fashion-MNIST shape, 10 classes)."""
+  config = config_defaults.default_config()
+  config.dataset.source = 'npz'
+  config.dataset.path = npz_path
+  config.model.widths = (4, 8)
+  config.model.hidden_size = 16
+  config.train.batch_size = 32
+  config.train.num_epochs = 2
+  config.train.log_every_steps = 4
+  config.train.checkpoint_every_steps = 5
+  config.eval.batch_size = 32
+  config.optimizer.learning_rate = 1e-2
+  config.train.update(train_overrides)
+  return config

@@ -1,0 +1,64 @@
+"""Every bad config value is one clear line naming the key, the value and what is allowed."""
+import pytest
+
+from robust_jax import config_defaults, validation
+from robust_jax.config_schema import ConfigError
+
+BAD_CONFIGS = [
+    # (mutation, expected fragment of the one-line message)
+    (lambda c: setattr(c.optimizer, 'name', 'sgdd'),
+     "config.optimizer.name='sgdd': must be one of: sgd, adam, adamw"),
+    (lambda c: setattr(c.optimizer, 'learning_rate', -0.1),
+     'config.optimizer.learning_rate=-0.1: must be > 0'),
+    (lambda c: setattr(c.model, 'name', 'resnet50'),
+     "config.model.name='resnet50': unknown model; choose one of: cnn, mlp, preact_resnet18"),
+    (lambda c: setattr(c.model, 'dropout_rate', 1.5),
+     'config.model.dropout_rate=1.5: must be >= 0.0 and <= 1.0'),
+    (lambda c: setattr(c.model, 'dropout_sites', ('conv9',)),
+     "config.model.dropout_sites=('conv9',): cnn has dropout sites features, classifier"),
+    (lambda c: setattr(c.train, 'batch_size', 0), 'config.train.batch_size=0: must be >= 1'),
+    (lambda c: setattr(c.optimizer, 'boundaries_epochs', (50.0, -1.0)),
+     'config.optimizer.boundaries_epochs=(50.0, -1.0): a sequence of at least 0 items, each must '
+     'be > 0.0'),
+    (lambda c: setattr(c.dataset, 'name', 'imagenet'),
+     "config.dataset.name='imagenet': must be one of: mnist, fashion_mnist, cifar10, cifar100"),
+    (lambda c: setattr(c.dataset, 'source', 'csv'),
+     "config.dataset.source='csv': must be one of: idx, tfds, npz"),
+    (lambda c: setattr(c.targets, 'name', 'label_smoothing'),
+     'config.targets.smoothing: missing required key'),
+    (lambda c: c.loss.update({'lamda': 1.0}),
+     'config.loss.lamda: unknown key; known keys: '),
+    (lambda c: setattr(c.dataset, 'crop_padding', 40),
+     'config.dataset.crop_padding=40: must be >= 0 and <= 16'),
+    (lambda c: setattr(c.feature_mask, 'sites', ('stem',)),
+     "config.feature_mask.sites=('stem',): cnn has feature sites conv1, conv2"),
+    (lambda c: setattr(c, 'seed', -1), 'config.seed=-1: must be >= 0'),
+    (lambda c: setattr(c.weight_perturbation, 'name', 'sam'),
+     "config.weight_perturbation.name='sam': unknown weight perturbation; choose one of:"),
+]
+
+
+def test_default_config_is_valid():
+  validation.validate_config(config_defaults.default_config())
+
+
+@pytest.mark.parametrize('mutate,expected', BAD_CONFIGS)
+def test_bad_config_gives_one_clear_line(mutate, expected):
+  config = config_defaults.default_config()
+  mutate(config)
+  with pytest.raises(ConfigError) as error:
+    validation.validate_config(config)
+  message = str(error.value)
+  assert expected in message
+  assert '\n' not in message
+
+
+def test_unknown_top_level_section():
+  config = config_defaults.default_config()
+  config.optimiser = dict(name='adam')
+  with pytest.raises(ConfigError, match=r'^config.optimiser: unknown section'):
+    validation.validate_config(config)
+
+
+def test_bad_values_are_all_distinct():
+  assert len({expected for _, expected in BAD_CONFIGS}) == len(BAD_CONFIGS) >= 10

@@ -1,0 +1,89 @@
+"""End-to-end training: 1 vs 8 devices, interrupt/resume, non-finite loss, TFDS mock data."""
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow_datasets as tfds
+
+from robust_jax import train
+from tests import helpers
+
+
+def _final_params(workdir):
+  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  restored = manager.restore(manager.latest_step())
+  return restored['params']
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_one_and_eight_devices_agree(tiny_npz, tmp_path, eight_devices):
+  config = helpers.tiny_config(tiny_npz, num_epochs=1)
+  config.model.update(dropout_rate=0.3, dropout_sites=('classifier',))
+  results = {}
+  for count in (1, 8):
+    workdir = str(tmp_path / f'd{count}')
+    results[count] = train.train_and_evaluate(config, workdir, devices=eight_devices[:count])
+    results[count]['params'] = _final_params(workdir)
+    results[count]['losses'] = [m['train/loss'] for m in _metrics(workdir) if 'train/loss' in m]
+  assert results[8]['devices'] == 8
+  np.testing.assert_allclose(results[1]['losses'], results[8]['losses'], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               results[1]['params'], results[8]['params'])
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tiny_npz, tmp_path, eight_devices):
+  config = helpers.tiny_config(tiny_npz)  # 2 epochs of 8 steps
+  devices = eight_devices[:1]
+  whole = train.train_and_evaluate(config, str(tmp_path / 'whole'), devices=devices)
+  resumed_dir = str(tmp_path / 'resumed')
+  stopped = train.train_and_evaluate(config, resumed_dir, stop_after_steps=11, devices=devices)
+  assert stopped == {'stopped_at_step': 11}
+  resumed = train.train_and_evaluate(config, resumed_dir, devices=devices)
+  assert resumed['steps'] == whole['steps'] == 16
+  jax.tree.map(np.testing.assert_array_equal, _final_params(str(tmp_path / 'whole')),
+               _final_params(resumed_dir))
+  assert resumed['test_accuracy'] == whole['test_accuracy']
+  # Rerunning a finished run trains nothing and reports the same result.
+  again = train.train_and_evaluate(config, resumed_dir, devices=devices)
+  assert again['test_accuracy'] == whole['test_accuracy']
+
+
+def test_tiny_run_learns_and_writes_its_workdir(tiny_npz, tmp_path, eight_devices):
+  config = helpers.tiny_config(tiny_npz, num_epochs=4)
+  workdir = str(tmp_path / 'w')
+  results = train.train_and_evaluate(config, workdir, devices=eight_devices[:2])
+  assert results['test_accuracy'] > 0.9  # quadrant task is easy; chance is 0.25
+  assert results['num_test_examples'] == 64
+  for name in ('config.json', 'metrics.jsonl', 'results.json', 'tensorboard'):
+    assert os.path.exists(os.path.join(workdir, name))
+  logged = _metrics(workdir)
+  assert {'train/loss', 'train/accuracy', 'train/images_per_s'} <= set(logged[0])
+  assert sum('test/accuracy' in m for m in logged) == 4
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_npz, tmp_path, eight_devices):
+  config = helpers.tiny_config(tiny_npz, log_every_steps=1, checkpoint_every_steps=1)
+  config.optimizer.update(name='sgd', learning_rate=1e30, schedule='constant')
+  workdir = str(tmp_path / 'nan')
+  with pytest.raises(train.NonFiniteLossError, match='at step'):
+    train.train_and_evaluate(config, workdir, devices=eight_devices[:1])
+  steps = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')).all_steps()
+  losses = [m['train/loss'] for m in _metrics(workdir)]
+  assert np.all(np.isfinite(losses)) and max(steps) == len(losses)
+
+
+def test_tfds_mock_data_end_to_end(tmp_path, eight_devices):
+  config = helpers.tiny_config('', num_epochs=1)
+  config.dataset.update(name='cifar10', source='tfds', path='')
+  config.train.batch_size = 8
+  with tfds.testing.mock_data(num_examples=24):
+    results = train.train_and_evaluate(config, str(tmp_path / 'tfds'), devices=eight_devices[:1])
+  assert results['steps'] == 3 and results['num_test_examples'] == 24
+  assert 0.0 <= results['test_accuracy'] <= 1.0 and np.isfinite(results['test_loss'])
