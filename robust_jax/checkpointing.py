@@ -20,7 +20,11 @@ class Checkpointer:
 
   def restore_latest(self, template):
     """The newest checkpoint restored with `template`'s structure, shapes and shardings, or None."""
-    step = self._manager.latest_step()
+    return self.restore(template)
+
+  def restore(self, template, step: int | None = None):
+    """Checkpoint `step` (default: the newest) restored like `template`, or None if there is none."""
+    step = self._manager.latest_step() if step is None else step
     if step is None:
       return None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)

@@ -26,6 +26,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.train = dict(batch_size=128, num_epochs=3, log_every_steps=50, eval_every_epochs=1,
                  checkpoint_every_steps=1000, max_checkpoints_to_keep=2)
   c.eval = dict(batch_size=1000)
+  c.robustness = dict(norm='linf', epsilons=('0', '0.1'), attacks=('fgsm', 'pgd', 'apgd_ce', 'apgd_dlr'),
+                      pgd_steps=20, pgd_relative_step_size=0.25, pgd_restarts=1, apgd_steps=100,
+                      apgd_restarts=1, num_examples=0, batch_size=500, model_mode='eval',
+                      large_epsilon='0.5', seed=0)
   c.distributed = dict(initialize=False, coordinator_address='', num_processes=1, process_id=0)
   return c
 

@@ -7,7 +7,7 @@ component declares, then each chosen component cross-checks the rest of the conf
 from __future__ import annotations
 
 from robust_jax import config_schema as cs
-from robust_jax import data, models, objectives, optim
+from robust_jax import data, models, objectives, optim, robustness
 from robust_jax import methods  # noqa: F401  (registers every method)
 
 TRAIN_SCHEMA: cs.Schema = {
@@ -27,7 +27,7 @@ DISTRIBUTED_SCHEMA: cs.Schema = {
 }
 PLAIN_SECTIONS: dict[str, cs.Schema] = {
     'dataset': data.SCHEMA, 'optimizer': optim.SCHEMA, 'train': TRAIN_SCHEMA,
-    'eval': EVAL_SCHEMA, 'distributed': DISTRIBUTED_SCHEMA,
+    'eval': EVAL_SCHEMA, 'distributed': DISTRIBUTED_SCHEMA, 'robustness': robustness.SCHEMA,
 }
 TOP_LEVEL = ('seed', 'model', *PLAIN_SECTIONS, *objectives.SECTIONS)
 

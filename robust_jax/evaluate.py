@@ -1,0 +1,91 @@
+r"""Robustness evaluation of a trained run.
+
+    python -m robust_jax.evaluate --workdir=W [--epsilons=0,0.05,0.1] [--num_examples=1000]
+    python -m robust_jax.evaluate --checkpoint=W/checkpoints/1404
+
+Reads the run's `config.json` (its `robustness` section gives the attacks and their budgets; flags
+override it), restores the newest checkpoint (or the one named), and writes
+`robustness.json`, `robustness.md` and `robustness.png` into `--output_dir` (default
+W/robustness), printing the table and a warning beside every failed sanity check.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+import ml_collections
+from absl import app, flags, logging
+
+from robust_jax import config_schema, data, optim, robustness, sharding, train_state, validation
+from robust_jax.checkpointing import Checkpointer
+from robust_jax.models import build_model
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints).')
+_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'A checkpoint directory W/checkpoints/STEP.')
+_EPSILONS = flags.DEFINE_list('epsilons', None, "Override robustness.epsilons, e.g. '0,8/255'.")
+_NUM_EXAMPLES = flags.DEFINE_integer('num_examples', None, 'Override robustness.num_examples.')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Default: WORKDIR/robustness.')
+
+
+def load_run(workdir: str, step: int | None = None):
+  """(config, model, params, model_state, test split, mesh) of a training workdir."""
+  with open(os.path.join(workdir, 'config.json')) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  validation.validate_config(config)
+  mesh = sharding.make_mesh()
+  spec = data.spec_for(config.dataset)
+  model = build_model(config.model, spec)
+  optimizer, _ = optim.make_optimizer(config.optimizer, 1, 1)
+  template = jax.jit(lambda k: train_state.init_train_state(model, optimizer, k, spec.image_shape),
+                     out_shardings=sharding.replicated(mesh))(jax.random.key(0))
+  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
+  state = checkpointer.restore(template, step)
+  checkpointer.close()
+  if state is None:
+    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
+  return config, model, state.params, state.model_state, data.load_splits(config.dataset).test, mesh
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  step = None
+  workdir = _WORKDIR.value
+  if _CHECKPOINT.value:
+    checkpoint = os.path.abspath(_CHECKPOINT.value.rstrip('/'))
+    workdir, step = os.path.dirname(os.path.dirname(checkpoint)), int(os.path.basename(checkpoint))
+  if not workdir:
+    sys.exit('error: give --workdir or --checkpoint')
+  try:
+    config, model, params, model_state, test_split, mesh = load_run(workdir, step)
+    settings = config.robustness
+    if _EPSILONS.value:
+      settings.epsilons = tuple(_EPSILONS.value)
+    if _NUM_EXAMPLES.value is not None:
+      settings.num_examples = _NUM_EXAMPLES.value
+    config_schema.check_section('config.robustness', settings, robustness.SCHEMA)
+  except (config_schema.ConfigError, data.DatasetError, FileNotFoundError) as e:
+    sys.exit(f'error: {e}')
+  results = robustness.evaluate(model, params, model_state, test_split, settings, mesh)
+  output_dir = _OUTPUT_DIR.value or os.path.join(workdir, 'robustness')
+  os.makedirs(output_dir, exist_ok=True)
+  table = robustness.markdown_table(results)
+  with open(os.path.join(output_dir, 'robustness.json'), 'w') as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(output_dir, 'robustness.md'), 'w') as f:
+    f.write(table + '\n')
+  robustness.plot(results, os.path.join(output_dir, 'robustness.png'),
+                  title=f'{config.model.name} on {config.dataset.name}')
+  print(table)
+  for warning in results['warnings']:
+    print(f'WARNING (sanity check failed): {warning}')
+  if not results['warnings']:
+    print('All sanity checks passed (ε=0 is clean; monotone in ε; PGD ≤ FGSM; APGD ≤ PGD; large ε '
+          '→ below chance).')
+  print(f'wrote {output_dir}/robustness.{{json,md,png}}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,61 @@
+"""Adversarial training by replacing each batch with attacked inputs (the `adversary` section).
+
+PGD-AT (Madry et al. 2018):   min_θ E max_{||δ|| ≤ ε} L(θ, x + δ, y), inner max by PGD-k
+FGSM-AT (Wong et al. 2020):   the inner max by one FGSM step of size α from a uniform random start
+                              in the ball ("fast is better than free": α = 1.25 ε)
+
+The adversary wraps whatever loss is configured, so e.g. MDL or class-similarity targets train on
+PGD examples. The attack runs on stop_gradient(params): no gradient flows through it. `model_mode`
+is the model's mode while the attack runs: 'eval' (running batch-norm statistics, no dropout) or
+'train' (batch statistics, not updated; dropout on with one fixed mask for the whole attack).
+"""
+from __future__ import annotations
+
+import jax
+
+from robust_jax import attacks
+from robust_jax import config_schema as cs
+from robust_jax.objectives import ADVERSARIES
+
+MODEL_MODES = ('eval', 'train')
+
+_COMMON: cs.Schema = {
+    'epsilon': cs.real(0.0),  # [0, 1] pixel units
+    'step_size': cs.positive_real(),
+    'norm': cs.one_of(*attacks.NORMS),
+    'random_start': cs.boolean(),
+    'model_mode': cs.one_of(*MODEL_MODES),
+}
+
+
+def attack_logits_fn(model, params, model_state, model_mode: str, key):
+  """`logits_fn(x)` for an attack: frozen parameters, the configured model mode, state discarded."""
+  frozen = jax.lax.stop_gradient(params)
+  return lambda x: model.apply(frozen, model_state, x, train=model_mode == 'train', key=key)[0]
+
+
+def _adversarial_loss(config, model, loss_fn, attack):
+  def adversarial_loss_fn(params, model_state, batch, key):
+    attack_key, loss_key = jax.random.split(key)
+    logits_fn = attack_logits_fn(model, params, model_state, config.model_mode, attack_key)
+    adversarial = attack(logits_fn, batch['image'], batch['label'], attack_key)
+    return loss_fn(params, model_state, {**batch, 'image': adversarial}, loss_key)
+  return adversarial_loss_fn
+
+
+@ADVERSARIES.register('pgd', {**_COMMON, 'num_steps': cs.integer(1)})
+def pgd_adversary(config, model, loss_fn):
+  def attack(logits_fn, images, labels, key):
+    return attacks.pgd(logits_fn, images, labels, key, epsilon=config.epsilon,
+                       step_size=config.step_size, num_steps=config.num_steps, norm=config.norm,
+                       random_start=config.random_start)
+  return _adversarial_loss(config, model, loss_fn, attack)
+
+
+@ADVERSARIES.register('fgsm', _COMMON)
+def fgsm_adversary(config, model, loss_fn):
+  def attack(logits_fn, images, labels, key):
+    return attacks.fgsm(logits_fn, images, labels, key, epsilon=config.epsilon,
+                        step_size=config.step_size, norm=config.norm,
+                        random_start=config.random_start)
+  return _adversarial_loss(config, model, loss_fn, attack)
