@@ -10,9 +10,11 @@ Expected (PGD-AT, 3 epochs, 2 CPU cores, ~25 min): see the table in README.md.
 from robust_jax import config_defaults
 
 EPSILON = 0.1
+VARIANTS = ('pgd', 'fgsm', 'trades')
 
 
-def get_config(arg='pgd'):
+def get_config(arg=None):
+  arg = config_defaults.parse_variant(arg, VARIANTS, 'pgd')
   config = config_defaults.default_config()
   common = dict(epsilon=EPSILON, norm='linf', model_mode='eval')
   if arg == 'pgd':
@@ -20,9 +22,7 @@ def get_config(arg='pgd'):
                             **common)
   elif arg == 'fgsm':
     config.adversary = dict(name='fgsm', step_size=1.25 * EPSILON, random_start=True, **common)
-  elif arg == 'trades':
-    config.loss = dict(name='trades', beta=6.0, step_size=0.025, num_steps=10, **common)
   else:
-    raise ValueError(f'unknown variant {arg!r}; known: pgd, fgsm, trades')
+    config.loss = dict(name='trades', beta=6.0, step_size=0.025, num_steps=10, **common)
   config.robustness.epsilons = ('0', '0.05', '0.1', '0.2')
   return config

@@ -10,8 +10,6 @@ from robust_jax import config_defaults
 
 def get_config(arg=None):
   config = config_defaults.default_config()
-  if arg == 'quick':
+  if config_defaults.parse_variant(arg, ('full', 'quick'), 'full') == 'quick':
     config.train.num_epochs = 1
-  elif arg:
-    raise ValueError(f'unknown variant {arg!r}; known: quick')
   return config

@@ -43,3 +43,28 @@ def cnn_model(**overrides) -> dict:
 def plain_model(name: str, **overrides) -> dict:
   """A model section for models with only the common keys (vgg16, preact_resnet18, wrn*)."""
   return dict(name=name, dropout_rate=0.0, dropout_sites=()) | overrides
+
+
+def cifar_config(dataset: str, model: str, **model_overrides) -> ml_collections.ConfigDict:
+  """The standard CIFAR recipe: TFDS data, SGD 0.1 (momentum 0.9, Nesterov, weight decay 5e-4),
+  batch 128, 200 epochs, learning rate ×0.1 at epochs 100 and 150; L∞ evaluation up to 8/255."""
+  c = default_config()
+  c.dataset = dict(name=dataset, source='tfds', path='', download=False, augmentation='default',
+                   crop_padding=4)
+  c.model = plain_model(model, **model_overrides)
+  c.optimizer = dict(name='sgd', learning_rate=0.1, momentum=0.9, nesterov=True,
+                     weight_decay=5e-4, grad_clip_norm=0.0, schedule='piecewise',
+                     warmup_epochs=0.0, boundaries_epochs=(100.0, 150.0), decay_factor=0.1)
+  c.train = dict(batch_size=128, num_epochs=200, log_every_steps=100, eval_every_epochs=10,
+                 checkpoint_every_steps=2000, max_checkpoints_to_keep=2)
+  c.robustness.epsilons = ('0', '2/255', '4/255', '8/255')
+  c.robustness.large_epsilon = '64/255'
+  return c
+
+
+def parse_variant(arg, known: tuple[str, ...], default: str) -> str:
+  """The config variant named by `arg` (default when None); a clear error for unknown names."""
+  variant = arg or default
+  if variant not in known:
+    raise ValueError(f'unknown config variant {variant!r}; known: {", ".join(known)}')
+  return variant

@@ -14,38 +14,16 @@ import json
 import os
 import sys
 
-import jax
-import ml_collections
 from absl import app, flags, logging
 
-from robust_jax import config_schema, data, optim, robustness, sharding, train_state, validation
-from robust_jax.checkpointing import Checkpointer
-from robust_jax.models import build_model
+from robust_jax import config_schema, data, robustness
+from robust_jax.runs import load_run
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints).')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'A checkpoint directory W/checkpoints/STEP.')
 _EPSILONS = flags.DEFINE_list('epsilons', None, "Override robustness.epsilons, e.g. '0,8/255'.")
 _NUM_EXAMPLES = flags.DEFINE_integer('num_examples', None, 'Override robustness.num_examples.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Default: WORKDIR/robustness.')
-
-
-def load_run(workdir: str, step: int | None = None):
-  """(config, model, params, model_state, test split, mesh) of a training workdir."""
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  validation.validate_config(config)
-  mesh = sharding.make_mesh()
-  spec = data.spec_for(config.dataset)
-  model = build_model(config.model, spec)
-  optimizer, _ = optim.make_optimizer(config.optimizer, 1, 1)
-  template = jax.jit(lambda k: train_state.init_train_state(model, optimizer, k, spec.image_shape),
-                     out_shardings=sharding.replicated(mesh))(jax.random.key(0))
-  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
-  state = checkpointer.restore(template, step)
-  checkpointer.close()
-  if state is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
-  return config, model, state.params, state.model_state, data.load_splits(config.dataset).test, mesh
 
 
 def main(argv):
@@ -59,7 +37,7 @@ def main(argv):
   if not workdir:
     sys.exit('error: give --workdir or --checkpoint')
   try:
-    config, model, params, model_state, test_split, mesh = load_run(workdir, step)
+    config, model, params, model_state, splits, mesh = load_run(workdir, step)
     settings = config.robustness
     if _EPSILONS.value:
       settings.epsilons = tuple(_EPSILONS.value)
@@ -68,7 +46,7 @@ def main(argv):
     config_schema.check_section('config.robustness', settings, robustness.SCHEMA)
   except (config_schema.ConfigError, data.DatasetError, FileNotFoundError) as e:
     sys.exit(f'error: {e}')
-  results = robustness.evaluate(model, params, model_state, test_split, settings, mesh)
+  results = robustness.evaluate(model, params, model_state, splits.test, settings, mesh)
   output_dir = _OUTPUT_DIR.value or os.path.join(workdir, 'robustness')
   os.makedirs(output_dir, exist_ok=True)
   table = robustness.markdown_table(results)

@@ -80,3 +80,16 @@ def build_loss_fn(config, model: ModelFns, num_classes: int) -> LossFn:
   return WEIGHT_PERTURBATIONS.lookup(
       'config.weight_perturbation.name', config.weight_perturbation.name).build(
           config.weight_perturbation, loss_fn)
+
+
+def loss_with_gradient(value: jax.Array, gradient: Params, params: Params) -> jax.Array:
+  """A scalar equal to `value` whose gradient with respect to `params` is `gradient`.
+
+  For methods that compute their total gradient themselves in fewer passes than differentiating
+  their loss would take (DropAttack: one backward per pass gives input and weight gradients at
+  once): value + <stop_gradient(gradient), params - stop_gradient(params)>.
+  """
+  linear = jax.tree.map(lambda g, p: jax.numpy.vdot(jax.lax.stop_gradient(g),
+                                                    p - jax.lax.stop_gradient(p)),
+                        gradient, params)
+  return jax.lax.stop_gradient(value) + sum(jax.tree.leaves(linear))

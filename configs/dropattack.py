@@ -1,0 +1,25 @@
+r"""DropAttack, masked input and weight perturbations (robust_jax/methods/dropattack.py).
+
+    python -m robust_jax.main --config=configs/dropattack.py:fashion_mnist --workdir=W
+
+The official settings are for NLP (ε = 5 on GloVe embeddings, p = 0.5, K = 1 or 3, Adam 1e-3);
+papers.md 2.4 found no image settings, so these are PROPOSALs: K = 1, p = 0.5, input perturbation
+of L2 norm 1.0 per image (pixel units), and the first conv kernel perturbed by 5 % of its norm.
+CIFAR variants use PreActResNet-18 with the standard recipe. No published image numbers.
+"""
+from robust_jax import config_defaults
+
+VARIANTS = ('fashion_mnist', 'cifar10', 'cifar100')
+
+
+def get_config(arg=None):
+  variant = config_defaults.parse_variant(arg, VARIANTS, 'fashion_mnist')
+  if variant == 'fashion_mnist':
+    config = config_defaults.default_config()
+  else:
+    config = config_defaults.cifar_config(variant, 'preact_resnet18')
+  config.weight_perturbation = dict(
+      name='dropattack', attack_probability=0.5, num_steps=1, attack_input=True,
+      input_epsilon=1.0, input_norm='per_example', attack_weights=True,
+      weight_paths=('Conv_0/kernel',), weight_epsilon=0.05, weight_epsilon_relative=True)
+  return config

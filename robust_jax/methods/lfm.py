@@ -1,0 +1,113 @@
+"""LFM: local feature masking (Gong, Zhang, Hou, Chen & Jiang, IJCNN 2024, arXiv 2407.13646).
+
+During training only, random rectangles of chosen channels of shallow feature maps are overwritten;
+inserted at the models' feature hooks (`config.feature_mask.sites`, e.g. 'conv1'). Per example b
+(mode 'paper', PROPOSAL of papers.md 3.3):
+
+    apply_b ~ Bernoulli(probability)
+    C_b     = round(channel_fraction · C) channels drawn without replacement
+    for c in C_b: box (h, w, top, left) with area ~ U(area_range)·H·W and aspect ~ U(aspect_range)
+                  (Random-Erasing sampler); h, w are clipped to H-1, W-1 instead of the reference's
+                  up to 100 rejection tries
+                  x[b, top:top+h, left:left+w, c] = v_{b,c},  v ~ U(0, 1)  (or 0 with fill='zero')
+
+Mode 'official_code' reproduces the released code (papers.md 3.2): one coin per batch, channels
+drawn with replacement and shared by the batch, only the first `official_code_samples` examples
+masked, and its indexing bug that fills the full-width row stripe [top+left, top+min(left+w, h)).
+Masked positions get zero gradient (constant overwrite). The mask is off at evaluation (the hook
+only runs in training).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from robust_jax import config_schema as cs
+from robust_jax import random_utils
+from robust_jax.objectives import FEATURE_MASKS
+
+SCHEMA: cs.Schema = {
+    'sites': cs.sequence_of(cs.text(), min_length=1),
+    'probability': cs.probability(),
+    'channel_fraction': cs.probability(),
+    'area_range': cs.sequence_of(cs.probability(), min_length=2),
+    'aspect_range': cs.sequence_of(cs.positive_real(), min_length=2),
+    'fill': cs.one_of('uniform', 'zero'),
+    'mode': cs.one_of('paper', 'official_code'),
+    'official_code_samples': cs.integer(1),
+}
+
+
+def _boxes(key, shape, area_range, aspect_range):
+  """(h, w, top, left) each of `shape`, for feature maps of height/width given in `shape[-2:]`."""
+  *batch_shape, height, width = shape
+  area_key, aspect_key, top_key, left_key = jax.random.split(key, 4)
+  area = jax.random.uniform(area_key, batch_shape, minval=area_range[0],
+                            maxval=area_range[1]) * height * width
+  aspect = jax.random.uniform(aspect_key, batch_shape, minval=aspect_range[0],
+                              maxval=aspect_range[1])
+  h = jnp.clip(jnp.round(jnp.sqrt(area * aspect)), 1, height - 1).astype(jnp.int32)
+  w = jnp.clip(jnp.round(jnp.sqrt(area / aspect)), 1, width - 1).astype(jnp.int32)
+  top = jnp.floor(jax.random.uniform(top_key, batch_shape) * (height - h + 1)).astype(jnp.int32)
+  left = jnp.floor(jax.random.uniform(left_key, batch_shape) * (width - w + 1)).astype(jnp.int32)
+  return h, w, top, left
+
+
+def local_feature_mask(features: jax.Array, key: jax.Array, *, probability: float,
+                       channel_fraction: float, area_range=(0.02, 0.4),
+                       aspect_range=(0.3, 1 / 0.3), fill: str = 'uniform') -> jax.Array:
+  """The paper-faithful mask. features: (B, H, W, C) -> (B, H, W, C); per-example randomness."""
+  batch, height, width, channels = features.shape
+  num_masked = round(channel_fraction * channels)
+
+  def one(example_features, example_key):
+    apply_key, channel_key, box_key, fill_key = jax.random.split(example_key, 4)
+    rank = jnp.argsort(jnp.argsort(jax.random.uniform(channel_key, (channels,))))
+    chosen = (rank < num_masked) & jax.random.bernoulli(apply_key, probability)
+    h, w, top, left = _boxes(box_key, (channels, height, width), area_range, aspect_range)
+    rows = jnp.arange(height)[:, None, None]
+    cols = jnp.arange(width)[None, :, None]
+    inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w) & chosen
+    value = (jax.random.uniform(fill_key, (channels,)) if fill == 'uniform'
+             else jnp.zeros((channels,)))
+    return jnp.where(inside, value.astype(features.dtype), example_features)
+
+  return jax.vmap(one)(features, random_utils.per_example_keys(key, batch))
+
+
+def official_code_mask(features: jax.Array, key: jax.Array, *, probability: float,
+                       channel_fraction: float, area_range=(0.02, 0.4),
+                       aspect_range=(0.3, 1 / 0.3), fill: str = 'uniform',
+                       num_samples: int = 8) -> jax.Array:
+  """The released `RandChannelDropout`, bug included (see module docstring)."""
+  batch, height, width, channels = features.shape
+  num_draws = round(channel_fraction * channels)
+  coin_key, channel_key, box_key, fill_key = jax.random.split(key, 4)
+  drawn = jax.random.randint(channel_key, (num_draws,), 0, channels)  # with replacement
+  h, w, top, left = _boxes(box_key, (batch, num_draws, height, width), area_range, aspect_range)
+  # The code's x[i][c][y1:y1+h][x1:x1+w] slices rows twice: rows [top+left, top+min(left+w, h)).
+  start, stop = top + left, top + jnp.minimum(left + w, h)
+  rows = jnp.arange(height)[None, None, :]
+  stripe = (rows >= start[..., None]) & (rows < stop[..., None])  # (B, draws, H)
+  values = (jax.random.uniform(fill_key, (batch, num_draws)) if fill == 'uniform'
+            else jnp.zeros((batch, num_draws)))
+  sample_on = (jnp.arange(batch) < num_samples) & jax.random.bernoulli(coin_key, probability)
+  out = features
+  for d in range(num_draws):  # later draws overwrite earlier ones, as in the sequential code
+    region = (stripe[:, d, :, None, None] & sample_on[:, None, None, None]
+              & (jnp.arange(channels) == drawn[d]))
+    out = jnp.where(region, values[:, d, None, None, None].astype(out.dtype), out)
+  return out
+
+
+@FEATURE_MASKS.register('lfm', SCHEMA)
+def lfm(config):
+  kwargs = dict(probability=config.probability, channel_fraction=config.channel_fraction,
+                area_range=tuple(config.area_range), aspect_range=tuple(config.aspect_range),
+                fill=config.fill)
+  if config.mode == 'official_code':
+    return functools.partial(official_code_mask, num_samples=config.official_code_samples,
+                             **kwargs)
+  return functools.partial(local_feature_mask, **kwargs)
