@@ -1,0 +1,154 @@
+r"""Trains a list of configs over several seeds, evaluates each, and writes a comparison table.
+
+    python experiments/compare.py --output_dir=workdirs/compare_fashion_mnist \
+        --configs=configs/erm.py:fashion_mnist,configs/amp.py:fashion_mnist,... \
+        --seeds=0,1,2 --num_epochs=2 --epsilon=0.1 --attack_examples=1000
+
+Each (config, seed) trains in OUTPUT_DIR/<config>_<variant>/seed<k> (rerunning resumes and skips
+finished runs), then is evaluated: clean accuracy on the full test set, FGSM and PGD-k (L∞, random
+start, step ε/4) accuracy on the first `--attack_examples` test images. Writes `table.md`
+(mean ± std over seeds), `runs.csv` (one row per run) and `accuracy.png` (bar plot).
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from robust_jax import robustness, train  # noqa: E402
+from robust_jax.runs import load_run  # noqa: E402
+
+_CONFIGS = flags.DEFINE_list('configs', None, 'Config files with variant, path:variant.',
+                             required=True)
+_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
+_NUM_EPOCHS = flags.DEFINE_integer('num_epochs', None, 'Override train.num_epochs of every config.')
+_EPSILON = flags.DEFINE_string('epsilon', '0.1', 'L∞ ε for FGSM and PGD, as text.')
+_PGD_STEPS = flags.DEFINE_integer('pgd_steps', 20, 'PGD steps.')
+_ATTACK_EXAMPLES = flags.DEFINE_integer('attack_examples', 1000, 'Test images attacked (0 = all).')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'workdirs/compare', 'Where runs and tables go.')
+
+
+def load_config(spec: str):
+  """Config from 'path.py:variant' (variant optional), like --config of robust_jax.main."""
+  path, _, variant = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('experiment_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant or None)
+
+
+def run_name(spec: str) -> str:
+  path, _, variant = spec.partition(':')
+  name = os.path.splitext(os.path.basename(path))[0]
+  return f'{name}_{variant}' if variant else name
+
+
+def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
+  """Trains (or reuses) one run and returns its row of the table."""
+  record_path = os.path.join(workdir, 'compare.json')
+  if os.path.exists(record_path):
+    with open(record_path) as f:
+      return json.load(f)
+  config = load_config(spec)
+  config.seed = seed
+  if _NUM_EPOCHS.value:
+    config.train.num_epochs = _NUM_EPOCHS.value
+  config.robustness.update(epsilons=(_EPSILON.value,), attacks=('fgsm', 'pgd'),
+                           pgd_steps=_PGD_STEPS.value, pgd_relative_step_size=0.25,
+                           num_examples=_ATTACK_EXAMPLES.value)
+  start = time.perf_counter()
+  results = train.train_and_evaluate(config, workdir)
+  train_seconds = time.perf_counter() - start
+  config, model, params, model_state, splits, mesh = load_run(workdir)
+  attacked = robustness.evaluate(model, params, model_state, splits.test, config.robustness, mesh)
+  labels = robustness.attack_labels(config.robustness)
+  row_accuracy = attacked['accuracy'][_EPSILON.value]
+  record = {'config': run_name(spec), 'seed': seed, 'epochs': results['epochs'],
+            'clean': results['test_accuracy'], 'fgsm': row_accuracy['FGSM'],
+            'pgd': row_accuracy[labels['pgd']], 'train_seconds': train_seconds,
+            'attack_examples': attacked['num_examples'], 'warnings': attacked['warnings']}
+  with open(record_path, 'w') as f:
+    json.dump(record, f, indent=2)
+  return record
+
+
+def summarise(records: list[dict]) -> list[dict]:
+  rows = []
+  for name in dict.fromkeys(r['config'] for r in records):
+    runs = [r for r in records if r['config'] == name]
+    row = {'config': name, 'seeds': len(runs), 'epochs': runs[0]['epochs']}
+    for key in ('clean', 'fgsm', 'pgd', 'train_seconds'):
+      values = np.array([r[key] for r in runs])
+      row[key] = (float(values.mean()), float(values.std(ddof=1)) if len(runs) > 1 else 0.0)
+    rows.append(row)
+  return rows
+
+
+def markdown(rows, attack_examples: int) -> str:
+  pct = lambda pair: f'{100 * pair[0]:.2f} ± {100 * pair[1]:.2f}'
+  lines = [f'| config | epochs | clean | FGSM ε={_EPSILON.value} | PGD-{_PGD_STEPS.value} '
+           f'ε={_EPSILON.value} | train time per run (s) |', '|---|---|---|---|---|---|']
+  for row in rows:
+    lines.append(f'| {row["config"]} | {row["epochs"]:g} | {pct(row["clean"])} | '
+                 f'{pct(row["fgsm"])} | {pct(row["pgd"])} | '
+                 f'{row["train_seconds"][0]:.0f} ± {row["train_seconds"][1]:.0f} |')
+  return '\n'.join(lines) + (
+      f'\n\nAccuracy (%) as mean ± std over {rows[0]["seeds"]} seeds; clean on the full test set, '
+      f'FGSM / PGD (L∞, random start, step ε/4) on the first {attack_examples} test images.')
+
+
+def bar_plot(rows, path: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  figure, axes = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4))
+  positions = np.arange(len(rows))
+  for offset, (key, label) in enumerate((('clean', 'clean'), ('fgsm', 'FGSM'),
+                                         ('pgd', f'PGD-{_PGD_STEPS.value}'))):
+    axes.bar(positions + (offset - 1) * 0.27, [100 * r[key][0] for r in rows], 0.27,
+             yerr=[100 * r[key][1] for r in rows], label=label, capsize=3)
+  axes.set_xticks(positions, [r['config'] for r in rows], rotation=20, ha='right')
+  axes.set_ylabel('accuracy (%)')
+  axes.set_ylim(0, 100)
+  axes.legend()
+  axes.set_title(f'L∞ ε = {_EPSILON.value}, mean ± std over seeds')
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
+  start = time.perf_counter()
+  records = []
+  for spec in _CONFIGS.value:
+    for seed in _SEEDS.value:
+      workdir = os.path.join(_OUTPUT_DIR.value, run_name(spec), f'seed{seed}')
+      records.append(train_and_attack(spec, int(seed), workdir))
+      print(json.dumps(records[-1]), flush=True)
+  rows = summarise(records)
+  table = markdown(rows, records[0]['attack_examples'])
+  with open(os.path.join(_OUTPUT_DIR.value, 'table.md'), 'w') as f:
+    f.write(table + f'\n\nWall time of this command: {time.perf_counter() - start:.0f} s.\n')
+  with open(os.path.join(_OUTPUT_DIR.value, 'runs.csv'), 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=[k for k in records[0] if k != 'warnings'],
+                            extrasaction='ignore')
+    writer.writeheader()
+    writer.writerows(records)
+  bar_plot(rows, os.path.join(_OUTPUT_DIR.value, 'accuracy.png'))
+  print(table)
+  print(f'wrote {_OUTPUT_DIR.value}/table.md, runs.csv, accuracy.png')
+
+
+if __name__ == '__main__':
+  app.run(main)
