@@ -1,6 +1,9 @@
 r"""Train-step throughput of robust_jax's general step vs a minimal hand-written JAX step.
 
-    python experiments/benchmark.py --config=configs/fashion_mnist_cnn.py [--rounds=7 --steps=10]
+    python experiments/benchmark.py [--configs=configs/erm.py:fashion_mnist,configs/amp.py:...]
+        [--rounds=7 --steps=10 --json_out=bench.json]
+
+The first config is the ERM baseline the others' "× ERM" column divides by.
 
 Both steps train the same model with the same objective and optimizer on synthetic data of the
 dataset's shape (uint8 images on the device, sharded like training batches). Each round times
@@ -24,15 +27,16 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 from experiments import reference_steps  # noqa: E402
 from robust_jax import data, objectives, optim, sharding, train_state, train_step  # noqa: E402
 from robust_jax import validation  # noqa: E402
 from robust_jax.data import pipeline  # noqa: E402
 from robust_jax.models import build_model  # noqa: E402
+from robust_jax.runs import config_name, load_config_file  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/fashion_mnist_cnn.py', 'Config.')
+_CONFIGS = flags.DEFINE_list('configs', ['configs/fashion_mnist_cnn.py'],
+                             'Config files (path.py:variant); the first is the ERM baseline.')
 _ROUNDS = flags.DEFINE_integer('rounds', 7, 'Timed rounds (median is reported).')
 _STEPS = flags.DEFINE_integer('steps', 10, 'Steps per timed round.')
 _JSON_OUT = flags.DEFINE_string('json_out', '', 'Also write the JSON result here.')
@@ -112,19 +116,25 @@ def benchmark(config, rounds: int, steps: int) -> dict:
 
 def main(argv):
   del argv
-  result = benchmark(_CONFIG.value, _ROUNDS.value, _STEPS.value)
-  print(f'device: {result["device"]}   jax {result["versions"]["jax"]}   '
-        f'batch {result["global_batch"]}   {result["config"]}')
-  print(f'| step | ms/step | images/s |\n|---|---|---|\n'
-        f'| robust_jax train step | {1e3 * result["robust_jax_step_s"]:.1f} | '
-        f'{result["robust_jax_images_per_s"]:.0f} |\n'
-        f'| hand-written JAX step | {1e3 * result["hand_written_step_s"]:.1f} | '
-        f'{result["hand_written_images_per_s"]:.0f} |\n'
-        f'time ratio robust_jax / hand-written: {result["ratio_time_general_over_hand"]:.3f}')
-  print(json.dumps(result))
+  results = []
+  for spec in _CONFIGS.value:
+    results.append({'name': config_name(spec),
+                    **benchmark(load_config_file(spec), _ROUNDS.value, _STEPS.value)})
+    print(json.dumps(results[-1]), flush=True)
+  first = results[0]
+  print(f'\ndevice: {first["device"]}   jax {first["versions"]["jax"]}   '
+        f'global batch {first["global_batch"]}   median of {first["rounds"]} rounds × '
+        f'{first["steps_per_round"]} steps')
+  print('| config | robust_jax ms/step | images/s | hand-written ms/step | time ratio to '
+        'hand-written | time × ERM |\n|---|---|---|---|---|---|')
+  for r in results:
+    print(f'| {r["name"]} | {1e3 * r["robust_jax_step_s"]:.1f} | '
+          f'{r["robust_jax_images_per_s"]:.0f} | {1e3 * r["hand_written_step_s"]:.1f} | '
+          f'{r["ratio_time_general_over_hand"]:.3f} | '
+          f'{r["robust_jax_step_s"] / first["robust_jax_step_s"]:.2f} |')
   if _JSON_OUT.value:
     with open(_JSON_OUT.value, 'w') as f:
-      json.dump(result, f, indent=2)
+      json.dump(results, f, indent=2)
 
 
 if __name__ == '__main__':

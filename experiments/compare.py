@@ -12,7 +12,6 @@ start, step ε/4) accuracy on the first `--attack_examples` test images. Writes 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from robust_jax import robustness, train  # noqa: E402
-from robust_jax.runs import load_run  # noqa: E402
+from robust_jax.runs import config_name, load_config_file, load_run  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list('configs', None, 'Config files with variant, path:variant.',
                              required=True)
@@ -36,28 +35,13 @@ _ATTACK_EXAMPLES = flags.DEFINE_integer('attack_examples', 1000, 'Test images at
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'workdirs/compare', 'Where runs and tables go.')
 
 
-def load_config(spec: str):
-  """Config from 'path.py:variant' (variant optional), like --config of robust_jax.main."""
-  path, _, variant = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('experiment_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant or None)
-
-
-def run_name(spec: str) -> str:
-  path, _, variant = spec.partition(':')
-  name = os.path.splitext(os.path.basename(path))[0]
-  return f'{name}_{variant}' if variant else name
-
-
 def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
   """Trains (or reuses) one run and returns its row of the table."""
   record_path = os.path.join(workdir, 'compare.json')
   if os.path.exists(record_path):
     with open(record_path) as f:
       return json.load(f)
-  config = load_config(spec)
+  config = load_config_file(spec)
   config.seed = seed
   if _NUM_EPOCHS.value:
     config.train.num_epochs = _NUM_EPOCHS.value
@@ -71,7 +55,7 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
   attacked = robustness.evaluate(model, params, model_state, splits.test, config.robustness, mesh)
   labels = robustness.attack_labels(config.robustness)
   row_accuracy = attacked['accuracy'][_EPSILON.value]
-  record = {'config': run_name(spec), 'seed': seed, 'epochs': results['epochs'],
+  record = {'config': config_name(spec), 'seed': seed, 'epochs': results['epochs'],
             'clean': results['test_accuracy'], 'fgsm': row_accuracy['FGSM'],
             'pgd': row_accuracy[labels['pgd']], 'train_seconds': train_seconds,
             'attack_examples': attacked['num_examples'], 'warnings': attacked['warnings']}
@@ -133,7 +117,7 @@ def main(argv):
   records = []
   for spec in _CONFIGS.value:
     for seed in _SEEDS.value:
-      workdir = os.path.join(_OUTPUT_DIR.value, run_name(spec), f'seed{seed}')
+      workdir = os.path.join(_OUTPUT_DIR.value, config_name(spec), f'seed{seed}')
       records.append(train_and_attack(spec, int(seed), workdir))
       print(json.dumps(records[-1]), flush=True)
   rows = summarise(records)

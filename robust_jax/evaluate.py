@@ -1,6 +1,7 @@
 r"""Robustness evaluation of a trained run.
 
     python -m robust_jax.evaluate --workdir=W [--epsilons=0,0.05,0.1] [--num_examples=1000]
+        [--attacks=fgsm,pgd]
     python -m robust_jax.evaluate --checkpoint=W/checkpoints/1404
 
 Reads the run's `config.json` (its `robustness` section gives the attacks and their budgets; flags
@@ -22,6 +23,7 @@ from robust_jax.runs import load_run
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints).')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'A checkpoint directory W/checkpoints/STEP.')
 _EPSILONS = flags.DEFINE_list('epsilons', None, "Override robustness.epsilons, e.g. '0,8/255'.")
+_ATTACKS = flags.DEFINE_list('attacks', None, 'Override robustness.attacks, e.g. fgsm,pgd.')
 _NUM_EXAMPLES = flags.DEFINE_integer('num_examples', None, 'Override robustness.num_examples.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Default: WORKDIR/robustness.')
 
@@ -41,6 +43,8 @@ def main(argv):
     settings = config.robustness
     if _EPSILONS.value:
       settings.epsilons = tuple(_EPSILONS.value)
+    if _ATTACKS.value:
+      settings.attacks = tuple(_ATTACKS.value)
     if _NUM_EXAMPLES.value is not None:
       settings.num_examples = _NUM_EXAMPLES.value
     config_schema.check_section('config.robustness', settings, robustness.SCHEMA)
