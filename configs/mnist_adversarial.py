@@ -1,0 +1,34 @@
+r"""Adversarial training of the small CNN on MNIST, L∞ ε = 0.3 (the usual MNIST setting).
+
+    python -m robust_jax.main --config=configs/mnist_adversarial.py:pgd --workdir=W
+    python -m robust_jax.evaluate --workdir=W
+
+Data from TFDS (`tfds build mnist --file_format=array_record` on a host with internet), or from a
+folder of the IDX files: --config.dataset.source=idx --config.dataset.path=DIR.
+Variants: `pgd` (PGD-AT as Madry et al.: 40 steps of 0.01 from a random start), `fgsm` (FGSM-AT
+with random start, step 1.25 ε), `trades` (β = 6, 40 KL steps of 0.01). The papers' LeNet-like
+CNN (5×5 convs, 1024 hidden units), Adam 1e-3, 10 epochs.
+"""
+from robust_jax import config_defaults
+
+EPSILON = 0.3
+VARIANTS = ('pgd', 'fgsm', 'trades')
+
+
+def get_config(arg=None):
+  variant = config_defaults.parse_variant(arg, VARIANTS, 'pgd')
+  config = config_defaults.default_config()
+  config.dataset.update(name='mnist', source='tfds', path='')
+  config.model = config_defaults.cnn_model()
+  config.train.num_epochs = 10
+  common = dict(epsilon=EPSILON, norm='linf', model_mode='eval')
+  if variant == 'pgd':
+    config.adversary = dict(name='pgd', step_size=0.01, num_steps=40, random_start=True,
+                            **common)
+  elif variant == 'fgsm':
+    config.adversary = dict(name='fgsm', step_size=1.25 * EPSILON, random_start=True, **common)
+  else:
+    config.loss = dict(name='trades', beta=6.0, step_size=0.01, num_steps=40, **common)
+  config.robustness.update(epsilons=('0', '0.1', '0.2', '0.3'), pgd_steps=40,
+                           pgd_relative_step_size=0.1, large_epsilon='0.6')
+  return config
