@@ -309,3 +309,24 @@ def test_dropattack_input_attack_with_adversary_is_a_config_error():
   config.adversary = fashion_mnist_adversarial.get_config('pgd').adversary
   with pytest.raises(ConfigError, match="DropAttack's input attack needs gradients"):
     validation.validate_config(config)
+
+
+def test_lfm_official_code_mode_equals_the_sequential_reference_loop():
+  """The vectorised mask equals the released code's loop (later draws overwrite earlier ones)."""
+  x = jax.random.normal(jax.random.key(0), (10, 16, 8, 6))
+  key = jax.random.key(4)
+  out = lfm.official_code_mask(x, key, probability=1.0, channel_fraction=2.0, num_samples=8)
+  batch, height, width, channels = x.shape
+  num_draws = 12
+  _, channel_key, box_key, fill_key = jax.random.split(key, 4)
+  drawn = np.asarray(jax.random.randint(channel_key, (num_draws,), 0, channels))
+  h, w, top, left = (np.asarray(a) for a in lfm._boxes(
+      box_key, (batch, num_draws, height, width), (0.02, 0.4), (0.3, 1 / 0.3)))
+  values = np.asarray(jax.random.uniform(fill_key, (batch, num_draws)))
+  expected = np.asarray(x).copy()
+  for i in range(8):
+    for j in range(num_draws):  # x[i][c][y1:y1+h][x1:x1+w] = v slices rows twice
+      rows = slice(top[i, j] + left[i, j], top[i, j] + min(left[i, j] + w[i, j], h[i, j]))
+      expected[i, rows, :, drawn[j]] = values[i, j]
+  assert (expected != np.asarray(x)).sum() > 100
+  np.testing.assert_array_equal(out, expected)

@@ -94,12 +94,14 @@ def official_code_mask(features: jax.Array, key: jax.Array, *, probability: floa
   values = (jax.random.uniform(fill_key, (batch, num_draws)) if fill == 'uniform'
             else jnp.zeros((batch, num_draws)))
   sample_on = (jnp.arange(batch) < num_samples) & jax.random.bernoulli(coin_key, probability)
-  out = features
-  for d in range(num_draws):  # later draws overwrite earlier ones, as in the sequential code
-    region = (stripe[:, d, :, None, None] & sample_on[:, None, None, None]
-              & (jnp.arange(channels) == drawn[d]))
-    out = jnp.where(region, values[:, d, None, None, None].astype(out.dtype), out)
-  return out
+  # covered[b, d, row, c]: draw d fills (row, c) of example b. The code runs the draws in order, so
+  # where several cover a position the last one's value stays.
+  covered = (stripe[..., None] & (drawn[None, :, None, None] == jnp.arange(channels))
+             & sample_on[:, None, None, None])
+  last = num_draws - 1 - jnp.argmax(covered[:, ::-1], axis=1)  # (B, H, C)
+  value = jnp.take_along_axis(values, last.reshape(batch, -1), axis=1)
+  value = value.reshape(batch, height, 1, channels).astype(features.dtype)
+  return jnp.where(jnp.any(covered, axis=1)[:, :, None, :], value, features)
 
 
 @FEATURE_MASKS.register('lfm', SCHEMA)
