@@ -159,7 +159,8 @@ def amp(module, optimizer, augment_fn, config):
     delta, state = jax.lax.fori_loop(0, c.inner_steps, inner,
                                      (jax.tree.map(jnp.zeros_like, params), model_state))
     (loss, new_state), grads = jax.value_and_grad(
-        lambda p: loss_fn(jax.tree.map(jnp.add, p, delta), state, jax.random.fold_in(key, -1)),
+        lambda p: loss_fn(jax.tree.map(jnp.add, p, delta), state,
+                          jax.random.fold_in(key, c.inner_steps)),
         has_aux=True)(params)
     return _finish(optimizer, grads, opt_state, params, new_state, loss)
 
