@@ -128,6 +128,7 @@ def evaluate(model, params, model_state, test_split, config, mesh) -> dict:
   large_accuracy = float(np.logical_and.reduce(
       [np.asarray(c)[mask] for c in large_correct.values()]).mean())
   results = {'accuracy': accuracy, 'num_examples': len(test_split), 'norm': config.norm,
+             'num_classes': model.module.num_classes,
              'large_epsilon': config.large_epsilon, 'large_epsilon_accuracy': large_accuracy,
              'attacks': [labels[a] for a in config.attacks]}
   results['warnings'] = sanity_warnings(results, config)
@@ -160,8 +161,7 @@ def sanity_warnings(results, config) -> list[str]:
       if name != 'clean' and value > accuracy[smaller][name] + noise:
         warnings.append(f'{name}: accuracy rises from {accuracy[smaller][name]:.4f} at '
                         f'ε={smaller} to {value:.4f} at ε={larger}')
-  chance = 1.0 / 10 if 'num_classes' not in results else 1.0 / results['num_classes']
-  if results['large_epsilon_accuracy'] > chance:
+  if results['large_epsilon_accuracy'] > 1.0 / results['num_classes']:
     warnings.append(f'worst-case accuracy {results["large_epsilon_accuracy"]:.4f} at the large '
                     f'ε={results["large_epsilon"]} is above chance: the attacks may be masked')
   return warnings

@@ -23,7 +23,7 @@ def _settings(**overrides):
 
 def _results(accuracy, large=0.0):
   return {'accuracy': accuracy, 'num_examples': 10000, 'large_epsilon': '0.5',
-          'large_epsilon_accuracy': large}
+          'large_epsilon_accuracy': large, 'num_classes': 10}
 
 
 def test_sanity_checks_flag_gradient_masking_signs():
