@@ -141,8 +141,8 @@ def amp(module, optimizer, augment_fn, config):
       logits, new_state = _forward(module, p, state, x, k)
       return _ce(logits, labels), new_state
 
-    def inner(n, carry):
-      delta, state = carry
+    delta, state = jax.tree.map(jnp.zeros_like, params), model_state
+    for n in range(c.inner_steps):
       g, state = jax.grad(loss_fn, has_aux=True)(
           jax.tree.map(jnp.add, params, delta), state, jax.random.fold_in(key, n))
       if c.inner_grad_clip > 0:
@@ -154,10 +154,6 @@ def amp(module, optimizer, augment_fn, config):
       else:
         delta = jax.tree.map(
             lambda d: d * jnp.minimum(1.0, c.epsilon / (jnp.linalg.norm(d) + 1e-12)), delta)
-      return delta, state
-
-    delta, state = jax.lax.fori_loop(0, c.inner_steps, inner,
-                                     (jax.tree.map(jnp.zeros_like, params), model_state))
     (loss, new_state), grads = jax.value_and_grad(
         lambda p: loss_fn(jax.tree.map(jnp.add, p, delta), state,
                           jax.random.fold_in(key, c.inner_steps)),

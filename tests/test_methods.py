@@ -1,4 +1,6 @@
 """Each method against a hand computation on a tiny problem, and their config cross-checks."""
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -7,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from robust_jax import config_defaults, data, objectives, validation
+from robust_jax import config_defaults, data, inner_loop, objectives, validation
 from robust_jax.config_schema import ConfigError
 from robust_jax.methods import amp, class_similarity, dropattack, lfm, mdl
 from robust_jax.models import build_model
@@ -52,7 +54,9 @@ def test_amp_first_step_matches_closed_form(ball):
   chex.assert_trees_all_close(outer_grad, expected, rtol=1e-5)
 
 
-def test_amp_two_inner_steps_match_projected_ascent():
+@pytest.mark.parametrize('unroll', [False, True], ids=['fori_loop', 'unrolled'])
+def test_amp_two_inner_steps_match_projected_ascent(unroll, monkeypatch):
+  monkeypatch.setattr(amp, 'inner_loop', functools.partial(inner_loop.inner_loop, unroll=unroll))
   params = {'w': jnp.array([0.2, -0.1]), 'b': jnp.array([0.3])}
   config = _amp_section(inner_steps=2, epsilon=10.0, ball='global')  # ball inactive
   loss_fn = amp.amp(config, _quadratic_loss)

@@ -10,8 +10,9 @@ the gradient of every inner step by global norm (the official code clips at 50 i
 the outer clip is `config.optimizer.grad_clip_norm`. `update_bn_on_inner_passes`: the official code
 runs every pass in training mode, so batch-norm running statistics are updated by the inner passes
 as well (True); False keeps only the outer pass's update. The loss logged is L(θ + Δ).
-The inner loop is a `fori_loop`; the outer gradient comes from the train step differentiating
-L(θ + stop_gradient(Δ)). Cost: N + 1 forward-backward passes.
+The inner loop is `robust_jax.inner_loop` (a `fori_loop`, unrolled on CPU); the outer gradient
+comes from the train step differentiating L(θ + stop_gradient(Δ)). Cost: N + 1 forward-backward
+passes.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from robust_jax import config_schema as cs
+from robust_jax.inner_loop import inner_loop
 from robust_jax.objectives import WEIGHT_PERTURBATIONS
 
 SCHEMA: cs.Schema = {
@@ -59,7 +61,7 @@ def ascend(loss_fn, params, model_state, batch, key, config):
     return delta, aux.model_state if config.update_bn_on_inner_passes else state
 
   zeros = jax.tree.map(jnp.zeros_like, frozen)
-  return jax.lax.fori_loop(0, config.inner_steps, inner_step, (zeros, model_state))
+  return inner_loop(config.inner_steps, inner_step, (zeros, model_state))
 
 
 @WEIGHT_PERTURBATIONS.register('amp', SCHEMA)

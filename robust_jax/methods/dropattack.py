@@ -16,6 +16,7 @@ Default attacked weight: the first layer's kernel (PROPOSAL, mirroring the code'
 
 Cost: 1 + 2K forward-backward passes; each pass's single backward gives both the input and the
 weight gradient, and the total gradient is assembled from them (`objectives.loss_with_gradient`).
+The K steps run in `robust_jax.inner_loop` (a `fori_loop`, unrolled on CPU).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from flax import traverse_util
 
 from robust_jax import config_schema as cs
 from robust_jax import random_utils
+from robust_jax.inner_loop import inner_loop
 from robust_jax.objectives import WEIGHT_PERTURBATIONS, loss_with_gradient
 
 SCHEMA: cs.Schema = {
@@ -98,9 +100,8 @@ def dropattack(config, loss_fn):
         return (perturbation, direction + input_grad / k, loss_sum + loss / k,
                 _tree_add_scaled(grad_sum, grad, 1 / k), step_aux.model_state)
 
-      _, _, total_loss, total_grad, state = jax.lax.fori_loop(
-          0, k, input_step, (jnp.zeros_like(images), clean_input_grad, total_loss, total_grad,
-                             state))
+      _, _, total_loss, total_grad, state = inner_loop(
+          k, input_step, (jnp.zeros_like(images), clean_input_grad, total_loss, total_grad, state))
 
     if config.attack_weights:
       masks = {p: jax.random.bernoulli(jax.random.fold_in(weight_key, i),
@@ -127,9 +128,9 @@ def dropattack(config, loss_fn):
 
       flat_clean_grad = traverse_util.flatten_dict(clean_grad, sep='/')
       zeros = {p: jnp.zeros_like(flat[p]) for p in config.weight_paths}
-      _, _, total_loss, total_grad, state = jax.lax.fori_loop(
-          0, k, weight_step, (zeros, {p: flat_clean_grad[p] for p in config.weight_paths},
-                              total_loss, total_grad, state))
+      _, _, total_loss, total_grad, state = inner_loop(
+          k, weight_step, (zeros, {p: flat_clean_grad[p] for p in config.weight_paths},
+                           total_loss, total_grad, state))
 
     return (loss_with_gradient(total_loss, total_grad, params),
             aux.replace(model_state=state,

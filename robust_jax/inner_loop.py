@@ -1,0 +1,33 @@
+"""The fixed-length inner loop of the weight-gradient methods (AMP, DropAttack).
+
+    inner_loop(num_steps, body, init) == jax.lax.fori_loop(0, num_steps, body, init)
+
+On GPU/TPU it is that `fori_loop`: compile time does not grow with the step count. On the CPU
+backend the loop is unrolled in Python instead, because XLA:CPU (jax 0.10.2) cannot give a
+convolution's weight gradient its fast layout inside a while-loop body and falls back to a generic
+kernel: measured on the Fashion-MNIST CNN, one forward-backward pass with weight gradients takes
+2.85 s inside a `fori_loop` (rolled or `unroll=True`) and 0.36 s outside it. These loops have 1-5
+steps, so unrolling costs little compile time. Loops that only take input gradients (the attacks)
+do not hit this and stay `fori_loop`s.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import jax
+
+Carry = TypeVar('Carry')
+
+
+def inner_loop(num_steps: int, body: Callable[[int, Carry], Carry], init: Carry,
+               unroll: bool | None = None) -> Carry:
+  """`body(t, carry)` applied for t = 0 .. num_steps - 1; `unroll=None` unrolls on CPU only."""
+  if unroll is None:
+    unroll = jax.default_backend() == 'cpu'
+  if not unroll:
+    return jax.lax.fori_loop(0, num_steps, body, init)
+  carry = init
+  for step in range(num_steps):
+    carry = body(step, carry)
+  return carry
