@@ -5,8 +5,9 @@ r"""Trains a list of configs over several seeds, evaluates each, and writes a co
         --seeds=0,1,2 --num_epochs=2 --epsilon=0.1 --attack_examples=1000
 
 Each (config, seed) trains in OUTPUT_DIR/<config>_<variant>/seed<k> (rerunning resumes and skips
-finished runs), then is evaluated: clean accuracy on the full test set, FGSM and PGD-k (L∞, random
-start, step ε/4) accuracy on the first `--attack_examples` test images. Writes `table.md`
+finished runs; `--table_only` tabulates the finished ones and trains nothing), then is evaluated:
+clean accuracy on the full test set, FGSM and PGD-k (L∞, random start, step ε/4) accuracy on the
+first `--attack_examples` test images. Writes `table.md`
 (mean ± std over seeds), `runs.csv` (one row per run) and `accuracy.png` (bar plot).
 """
 from __future__ import annotations
@@ -33,6 +34,8 @@ _EPSILON = flags.DEFINE_string('epsilon', '0.1', 'L∞ ε for FGSM and PGD, as t
 _PGD_STEPS = flags.DEFINE_integer('pgd_steps', 20, 'PGD steps.')
 _ATTACK_EXAMPLES = flags.DEFINE_integer('attack_examples', 1000, 'Test images attacked (0 = all).')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'workdirs/compare', 'Where runs and tables go.')
+_TABLE_ONLY = flags.DEFINE_bool('table_only', False,
+                                'Write the table from the finished runs only; train nothing.')
 
 
 def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
@@ -76,16 +79,23 @@ def summarise(records: list[dict]) -> list[dict]:
   return rows
 
 
+def _mean_std(pair, seeds: int, scale: float, digits: int) -> str:
+  """'mean ± std' of a (mean, std) pair, scaled; the mean alone for a single seed."""
+  mean = f'{scale * pair[0]:.{digits}f}'
+  return f'{mean} ± {scale * pair[1]:.{digits}f}' if seeds > 1 else mean
+
+
 def markdown(rows, attack_examples: int) -> str:
-  pct = lambda pair: f'{100 * pair[0]:.2f} ± {100 * pair[1]:.2f}'
-  lines = [f'| config | epochs | clean | FGSM ε={_EPSILON.value} | PGD-{_PGD_STEPS.value} '
-           f'ε={_EPSILON.value} | train time per run (s) |', '|---|---|---|---|---|---|']
+  lines = [f'| config | seeds | epochs | clean | FGSM ε={_EPSILON.value} | '
+           f'PGD-{_PGD_STEPS.value} ε={_EPSILON.value} | train time per run (s) |',
+           '|---|---|---|---|---|---|---|']
   for row in rows:
-    lines.append(f'| {row["config"]} | {row["epochs"]:g} | {pct(row["clean"])} | '
-                 f'{pct(row["fgsm"])} | {pct(row["pgd"])} | '
-                 f'{row["train_seconds"][0]:.0f} ± {row["train_seconds"][1]:.0f} |')
+    pct = lambda key, row=row: _mean_std(row[key], row['seeds'], 100, 2)
+    lines.append(f'| {row["config"]} | {row["seeds"]} | {row["epochs"]:g} | {pct("clean")} | '
+                 f'{pct("fgsm")} | {pct("pgd")} | '
+                 f'{_mean_std(row["train_seconds"], row["seeds"], 1, 0)} |')
   return '\n'.join(lines) + (
-      f'\n\nAccuracy (%) as mean ± std over {rows[0]["seeds"]} seeds; clean on the full test set, '
+      '\n\nAccuracy (%) as mean ± std over seeds; clean on the full test set, '
       f'FGSM / PGD (L∞, random start, step ε/4) on the first {attack_examples} test images.')
 
 
@@ -115,11 +125,15 @@ def main(argv):
   os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   start = time.perf_counter()
   records = []
-  for spec in _CONFIGS.value:
-    for seed in _SEEDS.value:
+  for seed in _SEEDS.value:  # seeds outermost: a stopped run still covers every config
+    for spec in _CONFIGS.value:
       workdir = os.path.join(_OUTPUT_DIR.value, config_name(spec), f'seed{seed}')
+      if _TABLE_ONLY.value and not os.path.exists(os.path.join(workdir, 'compare.json')):
+        continue
       records.append(train_and_attack(spec, int(seed), workdir))
       print(json.dumps(records[-1]), flush=True)
+  if not records:
+    raise app.UsageError(f'no finished runs in {_OUTPUT_DIR.value}')
   rows = summarise(records)
   table = markdown(rows, records[0]['attack_examples'])
   with open(os.path.join(_OUTPUT_DIR.value, 'table.md'), 'w') as f:
