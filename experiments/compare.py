@@ -2,10 +2,11 @@ r"""Trains a list of configs over several seeds, evaluates each, and writes a co
 
     python experiments/compare.py --output_dir=workdirs/compare_fashion_mnist \
         --configs=configs/erm.py:fashion_mnist,configs/amp.py:fashion_mnist,... \
-        --seeds=0,1,2 --num_epochs=2 --epsilon=0.1 --attack_examples=1000
+        --seeds=0,1,2 --num_epochs=1 --epsilon=0.1 --attack_examples=1000
 
 Each (config, seed) trains in OUTPUT_DIR/<config>_<variant>/seed<k> (rerunning resumes and skips
-finished runs; `--table_only` tabulates the finished ones and trains nothing), then is evaluated:
+finished runs, refusing a finished run made with other epochs or attack settings; `--table_only`
+tabulates the finished ones and trains nothing), then is evaluated:
 clean accuracy on the full test set, FGSM and PGD-k (L∞, random start, step ε/4) accuracy on the
 first `--attack_examples` test images. Writes `table.md`
 (mean ± std over seeds), `runs.csv` (one row per run) and `accuracy.png` (bar plot).
@@ -43,7 +44,7 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
   record_path = os.path.join(workdir, 'compare.json')
   if os.path.exists(record_path):
     with open(record_path) as f:
-      return json.load(f)
+      return _check_reusable(json.load(f), record_path)
   config = load_config_file(spec)
   config.seed = seed
   if _NUM_EPOCHS.value:
@@ -61,9 +62,22 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
   record = {'config': config_name(spec), 'seed': seed, 'epochs': results['epochs'],
             'clean': results['test_accuracy'], 'fgsm': row_accuracy['FGSM'],
             'pgd': row_accuracy[labels['pgd']], 'train_seconds': train_seconds,
-            'attack_examples': attacked['num_examples'], 'warnings': attacked['warnings']}
+            'attack_examples': attacked['num_examples'], 'epsilon': _EPSILON.value,
+            'pgd_steps': _PGD_STEPS.value, 'warnings': attacked['warnings']}
   with open(record_path, 'w') as f:
     json.dump(record, f, indent=2)
+  return record
+
+
+def _check_reusable(record: dict, path: str) -> dict:
+  """Returns a finished run's record, or raises if it was made with other settings."""
+  requested = {'epochs': _NUM_EPOCHS.value, 'epsilon': _EPSILON.value,
+               'pgd_steps': _PGD_STEPS.value, 'attack_examples': _ATTACK_EXAMPLES.value or None}
+  stale = {key: (record[key], value) for key, value in requested.items()
+           if value is not None and key in record and record[key] != value}
+  if stale:
+    raise app.UsageError(f'{path} was made with other settings (recorded, requested): {stale}; '
+                         'use another --output_dir or delete the run folder.')
   return record
 
 
@@ -111,8 +125,8 @@ def bar_plot(rows, path: str) -> None:
              yerr=[100 * r[key][1] for r in rows], label=label, capsize=3)
   axes.set_xticks(positions, [r['config'] for r in rows], rotation=20, ha='right')
   axes.set_ylabel('accuracy (%)')
-  axes.set_ylim(0, 100)
-  axes.legend()
+  axes.set_ylim(0, 110)
+  axes.legend(ncol=3, loc='upper center')
   axes.set_title(f'L∞ ε = {_EPSILON.value}, mean ± std over seeds')
   figure.tight_layout()
   figure.savefig(path, dpi=120)
@@ -136,8 +150,11 @@ def main(argv):
     raise app.UsageError(f'no finished runs in {_OUTPUT_DIR.value}')
   rows = summarise(records)
   table = markdown(rows, records[0]['attack_examples'])
+  train_seconds = sum(r['train_seconds'] for r in records)
   with open(os.path.join(_OUTPUT_DIR.value, 'table.md'), 'w') as f:
-    f.write(table + f'\n\nWall time of this command: {time.perf_counter() - start:.0f} s.\n')
+    f.write(table + f'\n\nTraining time summed over the {len(records)} runs: '
+            f'{train_seconds / 60:.0f} min; wall time of this invocation (finished runs are '
+            f'reused, attacks included): {(time.perf_counter() - start) / 60:.0f} min.\n')
   with open(os.path.join(_OUTPUT_DIR.value, 'runs.csv'), 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=[k for k in records[0] if k != 'warnings'],
                             extrasaction='ignore')

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's method comparison on the real Fashion-MNIST (offline): ERM vs each method,
-# 3 seeds, 1 epoch, clean / FGSM / PGD-20 at L∞ ε = 0.1. About an hour on 2 CPU cores.
+# 3 seeds, 1 epoch, clean / FGSM / PGD-20 at L∞ ε = 0.1. About 80 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 experiments/compare.py --output_dir="${1:-workdirs/compare_fashion_mnist}" \

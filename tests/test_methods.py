@@ -52,6 +52,8 @@ def test_amp_first_step_matches_closed_form(ball):
     delta = {k: d * min(1.0, config.epsilon / norm) for k, d in delta.items()}
   expected = _grad({k: params[k] + delta[k] for k in params})
   chex.assert_trees_all_close(outer_grad, expected, rtol=1e-5)
+  logged_norm = loss_fn(params, {}, {}, jax.random.key(0))[1].metrics['amp_delta_norm']
+  np.testing.assert_allclose(logged_norm, optax.tree.norm(delta), rtol=1e-5)
 
 
 @pytest.mark.parametrize('unroll', [False, True], ids=['fori_loop', 'unrolled'])

@@ -35,41 +35,48 @@ SCHEMA: cs.Schema = {
 
 
 def project(delta, epsilon: float, ball: str):
-  """Π_ε: scales each tensor (per_tensor) or the whole pytree (global) into the ε-ball.
+  """(Π_ε(Δ), ‖Π_ε(Δ)‖₂ over the whole pytree): scales each tensor (per_tensor) or the whole
+  pytree (global) into the ε-ball.
 
-  Uses ε / (||Δ|| + 1e-12) like the official code.
+  Uses ε / (||Δ|| + 1e-12) like the official code. The returned norm reuses the norms the
+  projection computes, so logging it costs no extra pass over the parameters.
   """
   scale = lambda norm: jnp.minimum(1.0, epsilon / (norm + 1e-12))
   if ball == 'global':
-    return jax.tree.map(lambda d, s=scale(optax.tree.norm(delta)): d * s, delta)
-  return jax.tree.map(lambda d: d * scale(jnp.linalg.norm(d)), delta)
+    norm = optax.tree.norm(delta)
+    return jax.tree.map(lambda d: d * scale(norm), delta), norm * scale(norm)
+  norms = jax.tree.map(jnp.linalg.norm, delta)
+  projected = jax.tree.map(lambda d, n: d * scale(n), delta, norms)
+  projected_norms = [n * scale(n) for n in jax.tree.leaves(norms)]
+  return projected, jnp.sqrt(sum(n ** 2 for n in projected_norms))
 
 
 def ascend(loss_fn, params, model_state, batch, key, config):
-  """(Δ, model state) after N projected ascent steps of size ζ from Δ = 0."""
+  """(Δ, ‖Δ‖₂, model state) after N projected ascent steps of size ζ from Δ = 0."""
   frozen = jax.lax.stop_gradient(params)
   gradient = jax.grad(loss_fn, has_aux=True)
 
   def inner_step(step, carry):
-    delta, state = carry
+    delta, _, state = carry
     grads, aux = gradient(jax.tree.map(jnp.add, frozen, delta), state, batch,
                           jax.random.fold_in(key, step))
     if config.inner_grad_clip > 0:
       grads = optax.clip_by_global_norm(config.inner_grad_clip).update(grads, None)[0]
-    delta = project(jax.tree.map(lambda d, g: d + config.inner_lr * g, delta, grads),
-                    config.epsilon, config.ball)
-    return delta, aux.model_state if config.update_bn_on_inner_passes else state
+    delta, delta_norm = project(jax.tree.map(lambda d, g: d + config.inner_lr * g, delta, grads),
+                                config.epsilon, config.ball)
+    return delta, delta_norm, aux.model_state if config.update_bn_on_inner_passes else state
 
   zeros = jax.tree.map(jnp.zeros_like, frozen)
-  return inner_loop(config.inner_steps, inner_step, (zeros, model_state))
+  return inner_loop(config.inner_steps, inner_step, (zeros, jnp.zeros(()), model_state))
 
 
 @WEIGHT_PERTURBATIONS.register('amp', SCHEMA)
 def amp(config, loss_fn):
   def amp_loss_fn(params, model_state, batch, key):
     inner_key, outer_key = jax.random.split(key)
-    delta, model_state = ascend(loss_fn, params, model_state, batch, inner_key, config)
+    delta, delta_norm, model_state = ascend(loss_fn, params, model_state, batch, inner_key,
+                                            config)
     delta = jax.lax.stop_gradient(delta)
     loss, aux = loss_fn(jax.tree.map(jnp.add, params, delta), model_state, batch, outer_key)
-    return loss, aux.replace(metrics={**aux.metrics, 'amp_delta_norm': optax.tree.norm(delta)})
+    return loss, aux.replace(metrics={**aux.metrics, 'amp_delta_norm': delta_norm})
   return amp_loss_fn
