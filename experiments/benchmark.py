@@ -72,7 +72,7 @@ def benchmark(config, rounds: int, steps: int) -> dict:
 
   general_step = train_step.make_train_step(
       objectives.build_loss_fn(config, model, spec.num_classes), optimizer, augment_fn,
-      jax.random.key(1), mesh)
+      jax.random.key(1), mesh, config.train.log_grad_norm)
   general = {'state': init(jax.random.key(0))}
 
   def run_general():

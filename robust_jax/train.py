@@ -92,7 +92,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
       objectives.build_loss_fn(config, model, spec.num_classes), optimizer,
       pipeline.make_augment_fn(data.augmentation_for(config.dataset),
                                config.dataset.crop_padding),
-      step_key, mesh)
+      step_key, mesh, config.train.log_grad_norm)
   evaluate = clean_accuracy.make_clean_eval_fn(model, mesh)
   epoch_batches = pipeline.make_epoch_batches_fn(mesh, train_split.num_examples, batch_size)
   take_batch = jax.jit(lambda batches, i: jax.tree.map(lambda a: a[i], batches),

@@ -24,10 +24,12 @@ AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]  # (uint8 images, key) -
 
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
-                    augment_fn: AugmentFn, step_key: jax.Array, mesh: Mesh):
+                    augment_fn: AugmentFn, step_key: jax.Array, mesh: Mesh,
+                    log_grad_norm: bool = False):
   """Returns the jitted `step(state, batch)`; `batch` = {'image': uint8 (B,H,W,C), 'label': (B,)}.
 
-  metrics: {'loss', 'accuracy' (on the inputs the loss trained on), 'grad_norm', **aux metrics}.
+  metrics: {'loss', 'accuracy' (on the inputs the loss trained on), **aux metrics}, plus
+  'grad_norm' (global L2 norm of the gradient) if `log_grad_norm`.
   """
 
   def step(state: TrainState, batch):
@@ -41,8 +43,9 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                               params=optax.apply_updates(state.params, updates),
                               model_state=aux.model_state, opt_state=opt_state)
     metrics = {'loss': loss,
-               'accuracy': jnp.mean(jnp.argmax(aux.logits, -1) == batch['label']),
-               'grad_norm': optax.tree.norm(grads), **aux.metrics}
+               'accuracy': jnp.mean(jnp.argmax(aux.logits, -1) == batch['label']), **aux.metrics}
+    if log_grad_norm:
+      metrics['grad_norm'] = optax.tree.norm(grads)
     return new_state, metrics
 
   replicated = sharding.replicated(mesh)

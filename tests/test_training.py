@@ -1,14 +1,18 @@
-"""End-to-end training: 1 vs 8 devices, interrupt/resume, non-finite loss, TFDS mock data."""
+"""End-to-end training: 1 vs 8 devices, interrupt/resume, non-finite loss, TFDS mock data; the
+step's optional gradient-norm metric."""
 import json
 import os
 
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
-from robust_jax import train
+from robust_jax import data, objectives, optim, sharding, train, train_state, train_step
+from robust_jax.data import pipeline
+from robust_jax.models import build_model
 from tests import helpers
 
 
@@ -87,3 +91,25 @@ def test_tfds_mock_data_end_to_end(tmp_path, eight_devices):
     results = train.train_and_evaluate(config, str(tmp_path / 'tfds'), devices=eight_devices[:1])
   assert results['steps'] == 3 and results['num_test_examples'] == 24
   assert 0.0 <= results['test_accuracy'] <= 1.0 and np.isfinite(results['test_loss'])
+
+
+@pytest.mark.parametrize('log_grad_norm', [False, True])
+def test_grad_norm_is_logged_only_when_asked(log_grad_norm, eight_devices):
+  config = helpers.tiny_config('unused.npz')
+  mesh = sharding.make_mesh(eight_devices[:1])
+  spec = data.SPECS['fashion_mnist']
+  model = build_model(config.model, spec, ())
+  loss_fn = objectives.build_loss_fn(config, model, spec.num_classes)
+  optimizer, _ = optim.make_optimizer(config.optimizer, 10, 100)
+  augment = pipeline.make_augment_fn('none', 0)
+  step = train_step.make_train_step(loss_fn, optimizer, augment, jax.random.key(1), mesh,
+                                    log_grad_norm)
+  state = train_state.init_train_state(model, optimizer, jax.random.key(0), spec.image_shape)
+  images, labels = helpers.quadrant_images(8, seed=0)
+  inputs = {'image': augment(images, jax.random.key(2)), 'label': labels}
+  grads = jax.grad(lambda p: loss_fn(p, state.model_state, inputs, jax.random.key(3))[0])(
+      state.params)  # no dropout or feature masks: the gradient does not depend on the key
+  _, metrics = step(state, {'image': images, 'label': labels})
+  assert ('grad_norm' in metrics) == log_grad_norm
+  if log_grad_norm:
+    np.testing.assert_allclose(metrics['grad_norm'], optax.tree.norm(grads), rtol=1e-5)
