@@ -46,9 +46,9 @@ def project(delta, epsilon: float, ball: str):
     norm = optax.tree.norm(delta)
     return jax.tree.map(lambda d: d * scale(norm), delta), norm * scale(norm)
   norms = jax.tree.map(jnp.linalg.norm, delta)
-  projected = jax.tree.map(lambda d, n: d * scale(n), delta, norms)
-  projected_norms = [n * scale(n) for n in jax.tree.leaves(norms)]
-  return projected, jnp.sqrt(sum(n ** 2 for n in projected_norms))
+  scales = jax.tree.map(scale, norms)
+  return (jax.tree.map(jnp.multiply, delta, scales),
+          optax.tree.norm(jax.tree.map(jnp.multiply, norms, scales)))
 
 
 def ascend(loss_fn, params, model_state, batch, key, config):
