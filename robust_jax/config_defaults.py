@@ -14,7 +14,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.dataset = dict(name='fashion_mnist', source='idx', path='/usr/share/datasets/fashion-mnist',
                    download=False, augmentation='default', crop_padding=4)
   c.model = dict(name='cnn', dropout_rate=0.0, dropout_sites=(), widths=(32, 64), kernel_size=3,
-                 hidden_size=256)
+                 hidden_size=256, batch_norm=False)
   c.targets = dict(name='one_hot')
   c.loss = dict(name='cross_entropy')
   c.adversary = dict(name='none')
@@ -37,7 +37,7 @@ def default_config() -> ml_collections.ConfigDict:
 def cnn_model(**overrides) -> dict:
   """The `cnn` model section with the papers' LeNet-like defaults, then `overrides`."""
   return dict(name='cnn', dropout_rate=0.0, dropout_sites=(), widths=(32, 64), kernel_size=5,
-              hidden_size=1024) | overrides
+              hidden_size=1024, batch_norm=False) | overrides
 
 
 def plain_model(name: str, **overrides) -> dict:

@@ -26,10 +26,11 @@ def _mlp(config, **common):
 
 
 @MODELS.register('cnn', {**_COMMON, 'widths': cs.sequence_of(cs.integer(1), min_length=2),
-                         'kernel_size': cs.integer(1, 11), 'hidden_size': cs.integer(1)})
+                         'kernel_size': cs.integer(1, 11), 'hidden_size': cs.integer(1),
+                         'batch_norm': cs.boolean()})
 def _cnn(config, **common):
   return CNN(widths=tuple(config.widths), kernel_size=config.kernel_size,
-             hidden_size=config.hidden_size, **common)
+             hidden_size=config.hidden_size, use_batch_norm=config.batch_norm, **common)
 
 
 @MODELS.register('vgg16', _COMMON)
