@@ -28,6 +28,6 @@ setup(
     extras_require={
         # Preparing (downloading) TFDS datasets needs TensorFlow; the CPU build never takes the GPU.
         'tfds': ['tensorflow-cpu>=2.21'],
-        'test': ['pytest>=8', 'pytest-xdist>=3.6'],
+        'test': ['pytest>=8', 'pytest-xdist>=3.6', 'hypothesis>=6.100'],
     },
 )

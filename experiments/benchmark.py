@@ -79,8 +79,8 @@ def benchmark(config, rounds: int, steps: int) -> dict:
     general['state'], metrics = general_step(general['state'], batch)
     return metrics['loss']
 
-  reference = jax.jit(reference_steps.for_config(config)(model.module, optimizer, augment_fn,
-                                                         config),
+  reference = jax.jit(reference_steps.train_step(config, model.module, spec.num_classes, optimizer,
+                                                 augment_fn),
                       in_shardings=(replicated,) * 3 + (sharding.batch_sharded(mesh),) * 2
                       + (replicated,),
                       out_shardings=replicated, donate_argnums=(0, 1, 2))

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from robust_jax import robustness, train  # noqa: E402
+from robust_jax import json_utils, robustness, train  # noqa: E402
 from robust_jax.runs import config_name, load_config_file, load_run  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list('configs', None, 'Config files with variant, path:variant.',
@@ -55,6 +55,8 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
   start = time.perf_counter()
   results = train.train_and_evaluate(config, workdir)
   train_seconds = time.perf_counter() - start
+  if 'stopped_at_step' in results:
+    sys.exit(f'interrupted: {workdir} saved step {results["stopped_at_step"]}; rerun to resume')
   config, model, params, model_state, splits, mesh = load_run(workdir)
   attacked = robustness.evaluate(model, params, model_state, splits.test, config.robustness, mesh)
   labels = robustness.attack_labels(config.robustness)
@@ -64,8 +66,7 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
             'pgd': row_accuracy[labels['pgd']], 'train_seconds': train_seconds,
             'attack_examples': attacked['num_examples'], 'epsilon': _EPSILON.value,
             'pgd_steps': _PGD_STEPS.value, 'warnings': attacked['warnings']}
-  with open(record_path, 'w') as f:
-    json.dump(record, f, indent=2)
+  json_utils.dump(record, record_path)
   return record
 
 

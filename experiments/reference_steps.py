@@ -1,11 +1,27 @@
-"""Minimal hand-written JAX train steps, the baselines `benchmark.py` compares the library's step to.
+"""Hand-written JAX train steps: the independent reference that the tests check robust_jax's step
+against, number for number, and that `benchmark.py` times it against.
 
-Each is what a researcher would write by hand for one objective: the same Flax module (feature
-hooks such as LFM included), optimizer and data augmentation, inline loops, no registries, no
-metrics beyond the loss. Signature of every returned step:
+Each is what a researcher would write by hand for one objective: the Flax module itself (feature
+hooks such as LFM included), inline attacks and loops, no robust_jax registries, objectives, losses
+or attack code. They follow robust_jax's documented randomness contract, so that the library's step
+and these give the same numbers with the same keys:
 
+  train step     key = fold_in(seed key, step); split -> (augmentation key, objective key)
+  model pass     key split -> (dropout key, feature-mask key)
+  adversary      objective key split 3 -> (attack's model key, random-start key, loss key)
+  TRADES         split 4 -> (attack's model key, random-start key, clean pass key, adversarial key)
+  AMP            split 2 -> (inner key, outer key); inner pass n uses fold_in(inner key, n)
+  DropAttack     split 5 -> (clean, input mask, input pass, weight mask, weight pass); pass t uses
+                 fold_in(pass key, t); example b's input mask fold_in(input mask key, b); the i-th
+                 attacked tensor's mask fold_in(weight mask key, i)
+  MDL            split K -> one key per sub-network
+
+`objective(config, module, num_classes)` returns
+    loss_and_grads(params, model_state, images, labels, key) -> (loss, grads, new_model_state)
+for float images (B, H, W, C) in [0, 1]; `train_step(...)` wraps it into
     step(params, model_state, opt_state, images_uint8, labels, key)
         -> (params, model_state, opt_state, loss)
+Supported: every objective section combination the shipped configs use, L∞ attacks only.
 """
 from __future__ import annotations
 
@@ -17,230 +33,249 @@ from flax import traverse_util
 
 
 def _forward(module, params, model_state, x, key, train=True):
+  """(logits, new model state); train mode draws dropout and feature masks from `key`."""
   if not train:
     return module.apply({'params': params, **model_state}, x, train=False), model_state
+  dropout_key, feature_key = jax.random.split(key)
   logits, new_state = module.apply({'params': params, **model_state}, x, train=True,
-                                   rngs={'dropout': key, 'feature_mask': key},
+                                   rngs={'dropout': dropout_key, 'feature_mask': feature_key},
                                    mutable=list(model_state))
   return logits, {**model_state, **new_state}
 
 
-def _ce(logits, labels):
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+def _target_matrix(targets, num_classes):
+  """(C, C) matrix whose row y is the target distribution of label y."""
+  eye = np.eye(num_classes)
+  if targets.name == 'one_hot':
+    return jnp.asarray(eye, jnp.float32)
+  if targets.name == 'label_smoothing':
+    return jnp.asarray((1 - targets.smoothing) * eye + targets.smoothing / num_classes, jnp.float32)
+  if targets.name == 'class_similarity':
+    similarity = np.load(targets.matrix_path)
+    return jnp.asarray((1 - targets.alpha) * eye + targets.alpha * similarity, jnp.float32)
+  raise NotImplementedError(f'no reference for targets {targets.name!r}')
 
 
-def _finish(optimizer, grads, opt_state, params, model_state, loss):
-  updates, opt_state = optimizer.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), model_state, opt_state, loss
+def _soft_ce(logits, targets):
+  return optax.softmax_cross_entropy(logits, targets).mean()
 
 
-def erm(module, optimizer, augment_fn, config, targets=None):
-  """Cross-entropy (one-hot, or rows of a `targets` matrix) in training mode."""
-  del config
-
-  def step(params, model_state, opt_state, images, labels, key):
-    augment_key, dropout_key = jax.random.split(key)
-    x = augment_fn(images, augment_key)
-
-    def loss_fn(p):
-      logits, new_state = _forward(module, p, model_state, x, dropout_key)
-      if targets is None:
-        return _ce(logits, labels), new_state
-      return optax.softmax_cross_entropy(logits, targets[labels]).mean(), new_state
-
-    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    return _finish(optimizer, grads, opt_state, params, new_state, loss)
-
-  return step
+def _kl(reference_logits, logits):
+  """Per-example KL(softmax(reference) || softmax(logits))."""
+  p = jax.nn.softmax(reference_logits)
+  return jnp.sum(p * (jax.nn.log_softmax(reference_logits) - jax.nn.log_softmax(logits)), -1)
 
 
-def class_similarity(module, optimizer, augment_fn, config):
-  alpha = config.targets.alpha
-  similarity = np.load(config.targets.matrix_path)
-  matrix = jnp.asarray((1 - alpha) * np.eye(len(similarity)) + alpha * similarity, jnp.float32)
-  return erm(module, optimizer, augment_fn, config, targets=matrix)
-
-
-def _pgd(module, params, model_state, x, labels, key, eps, step_size, steps, random_start,
-         train_mode, loss='ce', clean_logits=None):
-  """Inline L∞ PGD on frozen parameters."""
-  params = jax.lax.stop_gradient(params)
-
-  def attack_loss(x_adv):
-    logits = _forward(module, params, model_state, x_adv, key, train_mode)[0]
-    if loss == 'kl':
-      p = jax.nn.softmax(clean_logits)
-      return jnp.sum(p * (jax.nn.log_softmax(clean_logits) - jax.nn.log_softmax(logits)))
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum()
-
+def _linf_pgd(loss_sum, x, key, epsilon, step_size, num_steps, random_start):
+  """L∞ PGD maximising `loss_sum(x')`, projected onto the ε-box around x and [0, 1]."""
   x_adv = x
   if random_start:
-    x_adv = jnp.clip(x + jax.random.uniform(key, x.shape, minval=-eps, maxval=eps), 0, 1)
+    x_adv = jnp.clip(x + jax.random.uniform(key, x.shape, minval=-epsilon, maxval=epsilon), 0, 1)
 
   def body(_, x_adv):
-    x_adv = x_adv + step_size * jnp.sign(jax.grad(attack_loss)(x_adv))
-    return jnp.clip(jnp.clip(x_adv, x - eps, x + eps), 0, 1)
+    x_adv = x_adv + step_size * jnp.sign(jax.grad(loss_sum)(x_adv))
+    return jnp.clip(jnp.clip(x_adv, x - epsilon, x + epsilon), 0, 1)
 
-  return jax.lax.stop_gradient(jax.lax.fori_loop(0, steps, body, x_adv))
+  return jax.lax.stop_gradient(jax.lax.fori_loop(0, num_steps, body, x_adv))
 
 
-def adversarial(module, optimizer, augment_fn, config):
-  """PGD-AT / FGSM-AT: cross-entropy on inline-PGD examples."""
-  a = config.adversary
-  steps = a.get('num_steps', 1)
+def _check_linf(section):
+  if section.norm != 'linf':
+    raise NotImplementedError('the reference steps implement L∞ attacks only')
+
+
+# Data losses: loss(params, model_state, images, labels, key) -> (scalar, new model state).
+def _cross_entropy(module, targets):
+  def loss(params, model_state, x, labels, key):
+    logits, model_state = _forward(module, params, model_state, x, key)
+    return _soft_ce(logits, targets[labels]), model_state
+  return loss
+
+
+def _mdl(module, targets, section):
+  """K dropout passes; CE mean + λ · mean pairwise cosine of true-class-masked probabilities."""
+  k = section.num_subnetworks
+
+  def loss(params, model_state, x, labels, key):
+    passes = [_forward(module, params, model_state, x, sub_key)
+              for sub_key in jax.random.split(key, k)]
+    logits = jnp.stack([logit for logit, _ in passes])
+    cross_entropy = jnp.mean(jnp.stack([_soft_ce(z, targets[labels]) for z in logits]))
+    masked = jax.nn.softmax(logits) * (1 - jax.nn.one_hot(labels, logits.shape[-1]))
+    unit = masked / (jnp.linalg.norm(masked, axis=-1, keepdims=True) + 1e-12)
+    cosines = [jnp.sum(unit[i] * unit[j], -1) for i in range(k) for j in range(i + 1, k)]
+    new_state = jax.tree.map(lambda *s: jnp.mean(jnp.stack(s), 0), *[s for _, s in passes])
+    return cross_entropy + section.orthogonality_weight * jnp.mean(jnp.stack(cosines)), new_state
+  return loss
+
+
+def _trades(module, targets, section):
+  _check_linf(section)
+
+  def loss(params, model_state, x, labels, key):
+    model_key, start_key, clean_key, adversarial_key = jax.random.split(key, 4)
+    frozen = jax.lax.stop_gradient(params)
+    attack_logits = lambda z: _forward(module, frozen, model_state, z, model_key,
+                                       section.model_mode == 'train')[0]
+    clean_reference = jax.lax.stop_gradient(attack_logits(x))
+    x_adv = _linf_pgd(lambda z: _kl(clean_reference, attack_logits(z)).sum(), x, start_key,
+                      section.epsilon, section.step_size, section.num_steps, True)
+    clean, model_state = _forward(module, params, model_state, x, clean_key)
+    adversarial, model_state = _forward(module, params, model_state, x_adv, adversarial_key)
+    return (_soft_ce(clean, targets[labels]) + section.beta * _kl(clean, adversarial).mean(),
+            model_state)
+  return loss
+
+
+def _adversarial(module, data_loss, section):
+  """PGD-AT / FGSM-AT: the data loss on L∞ PGD (FGSM: one step) examples of frozen parameters."""
+  _check_linf(section)
+  num_steps = section.num_steps if section.name == 'pgd' else 1
+
+  def loss(params, model_state, x, labels, key):
+    model_key, start_key, loss_key = jax.random.split(key, 3)
+    frozen = jax.lax.stop_gradient(params)
+
+    def ce_sum(z):
+      logits = _forward(module, frozen, model_state, z, model_key,
+                        section.model_mode == 'train')[0]
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum()
+
+    x_adv = _linf_pgd(ce_sum, x, start_key, section.epsilon, section.step_size, num_steps,
+                      section.random_start)
+    return data_loss(params, model_state, x_adv, labels, loss_key)
+  return loss
+
+
+# Objectives: loss_and_grads(params, model_state, images, labels, key) -> (loss, grads, state).
+def _plain(data_loss):
+  def loss_and_grads(params, model_state, x, labels, key):
+    (loss, model_state), grads = jax.value_and_grad(data_loss, has_aux=True)(
+        params, model_state, x, labels, key)
+    return loss, grads, model_state
+  return loss_and_grads
+
+
+def _amp(data_loss, section):
+  """N projected ascent steps Δ ← Π_ε(Δ + ζ clip(∇L(θ + Δ))), then the gradient at θ + Δ."""
+  add = lambda a, b: jax.tree.map(jnp.add, a, b)
+
+  def project(delta):
+    if section.ball == 'global':
+      norm = jnp.sqrt(sum(jnp.sum(d * d) for d in jax.tree.leaves(delta)))
+      return jax.tree.map(lambda d: d * jnp.minimum(1.0, section.epsilon / (norm + 1e-12)), delta)
+    return jax.tree.map(
+        lambda d: d * jnp.minimum(1.0, section.epsilon / (jnp.sqrt(jnp.sum(d * d)) + 1e-12)),
+        delta)
+
+  def loss_and_grads(params, model_state, x, labels, key):
+    inner_key, outer_key = jax.random.split(key)
+    frozen = jax.lax.stop_gradient(params)
+    delta = jax.tree.map(jnp.zeros_like, params)
+    for n in range(section.inner_steps):
+      grads, new_state = jax.grad(data_loss, has_aux=True)(
+          add(frozen, delta), model_state, x, labels, jax.random.fold_in(inner_key, n))
+      if section.update_bn_on_inner_passes:
+        model_state = new_state
+      if section.inner_grad_clip > 0:
+        norm = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads)))
+        grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, section.inner_grad_clip / norm), grads)
+      delta = project(jax.tree.map(lambda d, g: d + section.inner_lr * g, delta, grads))
+    delta = jax.lax.stop_gradient(delta)
+    (loss, model_state), grads = jax.value_and_grad(
+        lambda p: data_loss(add(p, delta), model_state, x, labels, outer_key), has_aux=True)(params)
+    return loss, grads, model_state
+  return loss_and_grads
+
+
+def _unit(direction, axes=None):
+  norm = jnp.sqrt(jnp.sum(direction * direction, axis=axes, keepdims=axes is not None))
+  return jnp.where(norm > 0, direction / jnp.where(norm > 0, norm, 1.0), 0.0)
+
+
+def _dropattack(data_loss, section):
+  """Clean term + K masked input-attack terms / K + K masked weight-attack terms / K (papers.md 2.5)."""
+  k = section.num_steps
+
+  def loss_and_grads(params, model_state, x, labels, key):
+    clean_key, input_mask_key, input_pass_key, weight_mask_key, weight_pass_key = (
+        jax.random.split(key, 5))
+    both = jax.value_and_grad(lambda p, z, s, pass_key: data_loss(p, s, z, labels, pass_key),
+                              argnums=(0, 1), has_aux=True)
+    add_scaled = lambda a, b: jax.tree.map(lambda u, v: u + v / k, a, b)
+    (loss, model_state), (clean_grads, input_grad) = both(params, x, model_state, clean_key)
+    total_loss, total_grads = loss, clean_grads
+    if section.attack_input:
+      mask = jnp.stack([jax.random.bernoulli(jax.random.fold_in(input_mask_key, b),
+                                             section.attack_probability, x.shape[1:])
+                        for b in range(x.shape[0])])
+      axes = tuple(range(1, x.ndim)) if section.input_norm == 'per_example' else None
+      perturbation, direction = jnp.zeros_like(x), input_grad
+      for t in range(k):
+        perturbation = perturbation + section.input_epsilon * mask * _unit(direction, axes)
+        (loss, model_state), (grads, step_input_grad) = both(
+            params, x + perturbation, model_state, jax.random.fold_in(input_pass_key, t))
+        direction = direction + step_input_grad / k
+        total_loss, total_grads = total_loss + loss / k, add_scaled(total_grads, grads)
+    if section.attack_weights:
+      flat = traverse_util.flatten_dict(params, sep='/')
+      flat_clean = traverse_util.flatten_dict(clean_grads, sep='/')
+      paths = section.weight_paths
+      masks = {p: jax.random.bernoulli(jax.random.fold_in(weight_mask_key, i),
+                                       section.attack_probability, flat[p].shape)
+               for i, p in enumerate(paths)}
+      epsilons = {p: section.weight_epsilon * (jnp.sqrt(jnp.sum(flat[p] ** 2))
+                                               if section.weight_epsilon_relative else 1.0)
+                  for p in paths}
+      perturbations = {p: jnp.zeros_like(flat[p]) for p in paths}
+      directions = {p: flat_clean[p] for p in paths}
+      for t in range(k):
+        perturbations = {p: perturbations[p] + epsilons[p] * masks[p] * _unit(directions[p])
+                         for p in paths}
+        perturbed = traverse_util.unflatten_dict(
+            {**flat, **{p: flat[p] + perturbations[p] for p in paths}}, sep='/')
+        (loss, model_state), (grads, _) = both(perturbed, x, model_state,
+                                               jax.random.fold_in(weight_pass_key, t))
+        flat_grads = traverse_util.flatten_dict(grads, sep='/')
+        directions = {p: directions[p] + flat_grads[p] / k for p in paths}
+        total_loss, total_grads = total_loss + loss / k, add_scaled(total_grads, grads)
+    return total_loss, total_grads, model_state
+  return loss_and_grads
+
+
+def objective(config, module, num_classes: int):
+  """`loss_and_grads` of `config`'s objective, written by hand (see the module docstring)."""
+  targets = _target_matrix(config.targets, num_classes)
+  if config.loss.name == 'cross_entropy':
+    data_loss = _cross_entropy(module, targets)
+  elif config.loss.name == 'mdl':
+    data_loss = _mdl(module, targets, config.loss)
+  elif config.loss.name == 'trades':
+    data_loss = _trades(module, targets, config.loss)
+  else:
+    raise NotImplementedError(f'no reference for loss {config.loss.name!r}')
+  if config.adversary.name != 'none':
+    data_loss = _adversarial(module, data_loss, config.adversary)
+  perturbation = config.weight_perturbation.name
+  if perturbation == 'amp':
+    return _amp(data_loss, config.weight_perturbation)
+  if perturbation == 'dropattack':
+    return _dropattack(data_loss, config.weight_perturbation)
+  if perturbation != 'none':
+    raise NotImplementedError(f'no reference for weight perturbation {perturbation!r}')
+  return _plain(data_loss)
+
+
+def train_step(config, module, num_classes: int, optimizer: optax.GradientTransformation,
+               augment_fn):
+  """The hand-written step of `config`'s objective (signature in the module docstring)."""
+  loss_and_grads = objective(config, module, num_classes)
 
   def step(params, model_state, opt_state, images, labels, key):
-    augment_key, attack_key, dropout_key = jax.random.split(key, 3)
-    x = augment_fn(images, augment_key)
-    x_adv = _pgd(module, params, model_state, x, labels, attack_key, a.epsilon, a.step_size,
-                 steps, a.random_start, a.model_mode == 'train')
-
-    def loss_fn(p):
-      logits, new_state = _forward(module, p, model_state, x_adv, dropout_key)
-      return _ce(logits, labels), new_state
-
-    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    return _finish(optimizer, grads, opt_state, params, new_state, loss)
+    augment_key, loss_key = jax.random.split(key)
+    loss, grads, model_state = loss_and_grads(params, model_state, augment_fn(images, augment_key),
+                                              labels, loss_key)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), model_state, opt_state, loss
 
   return step
-
-
-def trades(module, optimizer, augment_fn, config):
-  c = config.loss
-
-  def step(params, model_state, opt_state, images, labels, key):
-    augment_key, attack_key, k1, k2 = jax.random.split(key, 4)
-    x = augment_fn(images, augment_key)
-    frozen_logits = _forward(module, jax.lax.stop_gradient(params), model_state, x, attack_key,
-                             c.model_mode == 'train')[0]
-    x_adv = _pgd(module, params, model_state, x, labels, attack_key, c.epsilon, c.step_size,
-                 c.num_steps, True, c.model_mode == 'train', 'kl', frozen_logits)
-
-    def loss_fn(p):
-      clean, state = _forward(module, p, model_state, x, k1)
-      adv, state = _forward(module, p, state, x_adv, k2)
-      kl = jnp.sum(jax.nn.softmax(clean) * (jax.nn.log_softmax(clean) - jax.nn.log_softmax(adv)),
-                   -1).mean()
-      return _ce(clean, labels) + c.beta * kl, state
-
-    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    return _finish(optimizer, grads, opt_state, params, new_state, loss)
-
-  return step
-
-
-def amp(module, optimizer, augment_fn, config):
-  """AMP, per-tensor ball, N inner steps, BN statistics from every pass (papers.md 1.7)."""
-  c = config.weight_perturbation
-
-  def step(params, model_state, opt_state, images, labels, key):
-    augment_key, key = jax.random.split(key)
-    x = augment_fn(images, augment_key)
-
-    def loss_fn(p, state, k):
-      logits, new_state = _forward(module, p, state, x, k)
-      return _ce(logits, labels), new_state
-
-    delta, state = jax.tree.map(jnp.zeros_like, params), model_state
-    for n in range(c.inner_steps):
-      g, state = jax.grad(loss_fn, has_aux=True)(
-          jax.tree.map(jnp.add, params, delta), state, jax.random.fold_in(key, n))
-      if c.inner_grad_clip > 0:
-        g = optax.clip_by_global_norm(c.inner_grad_clip).update(g, None)[0]
-      delta = jax.tree.map(lambda d, g: d + c.inner_lr * g, delta, g)
-      if c.ball == 'global':
-        scale = jnp.minimum(1.0, c.epsilon / (optax.tree.norm(delta) + 1e-12))
-        delta = jax.tree.map(lambda d: d * scale, delta)
-      else:
-        delta = jax.tree.map(
-            lambda d: d * jnp.minimum(1.0, c.epsilon / (jnp.linalg.norm(d) + 1e-12)), delta)
-    (loss, new_state), grads = jax.value_and_grad(
-        lambda p: loss_fn(jax.tree.map(jnp.add, p, delta), state,
-                          jax.random.fold_in(key, c.inner_steps)),
-        has_aux=True)(params)
-    return _finish(optimizer, grads, opt_state, params, new_state, loss)
-
-  return step
-
-
-def dropattack(module, optimizer, augment_fn, config):
-  """DropAttack (papers.md 2.5): 1 + 2K passes, one backward each for input and weight grads."""
-  c = config.weight_perturbation
-  k = c.num_steps
-
-  def step(params, model_state, opt_state, images, labels, key):
-    augment_key, key = jax.random.split(key)
-    x = augment_fn(images, augment_key)
-
-    def loss_fn(p, x_in, n):
-      return _ce(_forward(module, p, model_state, x_in, jax.random.fold_in(key, n))[0], labels)
-
-    both = jax.value_and_grad(loss_fn, argnums=(0, 1))
-    loss, (grads, gx) = both(params, x, 0)
-    total_loss, total = loss, grads
-    mask_x = jax.random.bernoulli(jax.random.fold_in(key, 100), c.attack_probability, x.shape)
-    r, direction = jnp.zeros_like(x), gx
-    for t in range(k):
-      norm = jnp.sqrt(jnp.sum(direction ** 2, axis=(1, 2, 3), keepdims=True))
-      r = r + c.input_epsilon * mask_x * direction / jnp.maximum(norm, 1e-12)
-      l, (g, gx) = both(params, x + r, 1 + t)
-      direction = direction + gx / k
-      total_loss, total = total_loss + l / k, jax.tree.map(lambda a, b: a + b / k, total, g)
-    flat = traverse_util.flatten_dict(params, sep='/')
-    flat_g = traverse_util.flatten_dict(grads, sep='/')
-    name = c.weight_paths[0]
-    mask_w = jax.random.bernoulli(jax.random.fold_in(key, 200), c.attack_probability,
-                                  flat[name].shape)
-    eps_w = c.weight_epsilon * jnp.linalg.norm(flat[name])
-    r_w, direction_w = jnp.zeros_like(flat[name]), flat_g[name]
-    for t in range(k):
-      r_w = r_w + eps_w * mask_w * direction_w / jnp.maximum(jnp.linalg.norm(direction_w), 1e-12)
-      perturbed = traverse_util.unflatten_dict({**flat, name: flat[name] + r_w}, sep='/')
-      l, (g, _) = both(perturbed, x, 10 + t)
-      direction_w = direction_w + traverse_util.flatten_dict(g, sep='/')[name] / k
-      total_loss, total = total_loss + l / k, jax.tree.map(lambda a, b: a + b / k, total, g)
-    return _finish(optimizer, total, opt_state, params, model_state, total_loss)
-
-  return step
-
-
-def mdl(module, optimizer, augment_fn, config):
-  c = config.loss
-
-  def step(params, model_state, opt_state, images, labels, key):
-    augment_key, key = jax.random.split(key)
-    x = augment_fn(images, augment_key)
-
-    def loss_fn(p):
-      logits = jax.vmap(lambda k: _forward(module, p, model_state, x, k)[0])(
-          jax.random.split(key, c.num_subnetworks))
-      ce = jnp.mean(jax.vmap(lambda z: _ce(z, labels))(logits))
-      masked = jax.nn.softmax(logits) * (1 - jax.nn.one_hot(labels, logits.shape[-1]))
-      unit = masked / (jnp.linalg.norm(masked, axis=-1, keepdims=True) + 1e-12)
-      cosines = [jnp.sum(unit[i] * unit[j], -1) for i in range(c.num_subnetworks)
-                 for j in range(i + 1, c.num_subnetworks)]
-      return ce + c.orthogonality_weight * jnp.mean(jnp.stack(cosines))
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    return _finish(optimizer, grads, opt_state, params, model_state, loss)
-
-  return step
-
-
-def for_config(config):
-  """The reference step that matches `config`'s objective."""
-  loss, adversary, perturbation = (config.loss.name, config.adversary.name,
-                                   config.weight_perturbation.name)
-  if (loss, adversary, perturbation) == ('cross_entropy', 'none', 'none'):
-    return class_similarity if config.targets.name == 'class_similarity' else erm
-  if (loss, perturbation) == ('cross_entropy', 'none') and adversary in ('pgd', 'fgsm'):
-    return adversarial
-  if (loss, adversary, perturbation) == ('trades', 'none', 'none'):
-    return trades
-  if (loss, adversary) == ('cross_entropy', 'none') and perturbation == 'amp':
-    return amp
-  if (loss, adversary) == ('cross_entropy', 'none') and perturbation == 'dropattack':
-    return dropattack
-  if (loss, adversary, perturbation) == ('mdl', 'none', 'none'):
-    return mdl
-  raise NotImplementedError(f'no hand-written reference step for {(loss, adversary, perturbation)}')

@@ -23,8 +23,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.optimizer = dict(name='adam', learning_rate=1e-3, momentum=0.9, nesterov=False,
                      weight_decay=0.0, grad_clip_norm=0.0, schedule='cosine', warmup_epochs=0.0,
                      boundaries_epochs=(), decay_factor=0.1)
-  c.train = dict(batch_size=128, num_epochs=3, log_every_steps=50, eval_every_epochs=1,
-                 checkpoint_every_steps=1000, max_checkpoints_to_keep=2, log_grad_norm=False)
+  c.train = dict(batch_size=128, num_epochs=3, num_steps=0, log_every_steps=50, eval_every_epochs=1,
+                 checkpoint_every_steps=1000, checkpoint_every_minutes=10.0,
+                 max_checkpoints_to_keep=2, log_grad_norm=False)
   c.eval = dict(batch_size=1000)
   c.robustness = dict(norm='linf', epsilons=('0', '0.1'), attacks=('fgsm', 'pgd', 'apgd_ce', 'apgd_dlr'),
                       pgd_steps=20, pgd_relative_step_size=0.25, pgd_restarts=1, apgd_steps=100,
@@ -41,8 +42,10 @@ def cnn_model(**overrides) -> dict:
 
 
 def plain_model(name: str, **overrides) -> dict:
-  """A model section for models with only the common keys (vgg16, preact_resnet18, wrn*)."""
-  return dict(name=name, dropout_rate=0.0, dropout_sites=()) | overrides
+  """A model section for the CIFAR models (vgg16, preact_resnet18, wrn*): the common keys, plus
+  `shortcut_input` for preact_resnet18 ('preactivated', as the AMP code)."""
+  extra = {'shortcut_input': 'preactivated'} if name == 'preact_resnet18' else {}
+  return dict(name=name, dropout_rate=0.0, dropout_sites=(), **extra) | overrides
 
 
 def cifar_config(dataset: str, model: str, **model_overrides) -> ml_collections.ConfigDict:
@@ -55,8 +58,9 @@ def cifar_config(dataset: str, model: str, **model_overrides) -> ml_collections.
   c.optimizer = dict(name='sgd', learning_rate=0.1, momentum=0.9, nesterov=True,
                      weight_decay=5e-4, grad_clip_norm=0.0, schedule='piecewise',
                      warmup_epochs=0.0, boundaries_epochs=(100.0, 150.0), decay_factor=0.1)
-  c.train = dict(batch_size=128, num_epochs=200, log_every_steps=100, eval_every_epochs=10,
-                 checkpoint_every_steps=2000, max_checkpoints_to_keep=2, log_grad_norm=False)
+  c.train = dict(batch_size=128, num_epochs=200, num_steps=0, log_every_steps=100,
+                 eval_every_epochs=10, checkpoint_every_steps=2000, checkpoint_every_minutes=10.0,
+                 max_checkpoints_to_keep=2, log_grad_norm=False)
   c.robustness.epsilons = ('0', '2/255', '4/255', '8/255')
   c.robustness.large_epsilon = '64/255'
   return c

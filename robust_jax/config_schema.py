@@ -11,6 +11,7 @@ Components (models, losses, attacks, ...) declare the schema of their own sectio
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -46,8 +47,11 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Field:
 
 def real(minimum: float | None = None, maximum: float | None = None, *,
          exclusive_minimum: bool = False) -> Field:
+  """A finite float or int in the range; NaN and ±inf are rejected."""
   text = _range_text(minimum, maximum, exclusive_minimum)
-  return Field((float, int), lambda v: _in_range(v, minimum, maximum, exclusive_minimum), text)
+  text = f'{text} (finite)' if text else 'must be a finite number'
+  return Field((float, int), lambda v: math.isfinite(v) and _in_range(
+      v, minimum, maximum, exclusive_minimum), text)
 
 
 def positive_real() -> Field:

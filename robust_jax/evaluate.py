@@ -7,17 +7,17 @@ r"""Robustness evaluation of a trained run.
 Reads the run's `config.json` (its `robustness` section gives the attacks and their budgets; flags
 override it), restores the newest checkpoint (or the one named), and writes
 `robustness.json`, `robustness.md` and `robustness.png` into `--output_dir` (default
-W/robustness), printing the table and a warning beside every failed sanity check.
+W/robustness), printing the table, a warning beside every failed sanity check and, when none
+failed, the checks that were made (only those the attacks and ε values run allow).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from absl import app, flags, logging
 
-from robust_jax import config_schema, data, robustness
+from robust_jax import checkpointing, config_schema, data, json_utils, robustness
 from robust_jax.runs import load_run
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints).')
@@ -50,22 +50,20 @@ def main(argv):
     config_schema.check_section('config.robustness', settings, robustness.SCHEMA)
   except (config_schema.ConfigError, data.DatasetError, FileNotFoundError) as e:
     sys.exit(f'error: {e}')
-  results = robustness.evaluate(model, params, model_state, splits.test, settings, mesh)
+  if step is None:  # load_run restored the newest checkpoint
+    step = checkpointing.saved_steps(os.path.join(workdir, 'checkpoints'))[-1]
+  results = robustness.evaluate(model, params, model_state, splits.test, settings, mesh,
+                                checkpoint_step=step)
   output_dir = _OUTPUT_DIR.value or os.path.join(workdir, 'robustness')
   os.makedirs(output_dir, exist_ok=True)
   table = robustness.markdown_table(results)
-  with open(os.path.join(output_dir, 'robustness.json'), 'w') as f:
-    json.dump(results, f, indent=2)
+  json_utils.dump(results, os.path.join(output_dir, 'robustness.json'))
   with open(os.path.join(output_dir, 'robustness.md'), 'w') as f:
     f.write(table + '\n')
   robustness.plot(results, os.path.join(output_dir, 'robustness.png'),
                   title=f'{config.model.name} on {config.dataset.name}')
   print(table)
-  for warning in results['warnings']:
-    print(f'WARNING (sanity check failed): {warning}')
-  if not results['warnings']:
-    print('All sanity checks passed (ε=0 is clean; monotone in ε; PGD ≤ FGSM; APGD ≤ PGD; large ε '
-          '→ below chance).')
+  print('\n'.join(robustness.sanity_report(results)))
   print(f'wrote {output_dir}/robustness.{{json,md,png}}')
 
 

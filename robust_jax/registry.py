@@ -2,12 +2,14 @@
 
 A config section such as ``config.weight_perturbation = {'name': 'amp', 'epsilon': 0.5, ...}`` is
 resolved by looking ``name`` up in the matching registry; the entry's schema validates the other keys
-and its builder turns the section into a function. New methods register themselves in their own module.
+and its builder turns the section into a function. Each entry also carries a default value for every
+key of its schema, so switching a section to another component (``--config.adversary.name=pgd``)
+yields a complete, valid section. New methods register themselves in their own module.
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 from robust_jax import config_schema
@@ -19,6 +21,7 @@ Builder = TypeVar('Builder', bound=Callable[..., Any])
 class Entry(Generic[Builder]):
   build: Builder
   schema: config_schema.Schema
+  defaults: Mapping[str, Any]  # a value for every key of `schema`
   # check(config) raises ConfigError when this component does not make sense with the rest of the
   # config (e.g. TRADES with an input adversary); None when every combination is fine.
   check: Callable[[Any], None] | None = None
@@ -32,15 +35,22 @@ class Registry(Generic[Builder]):
     self._entries: dict[str, Entry[Builder]] = {}
 
   def register(self, name: str, schema: config_schema.Schema | None = None,
-               check: Callable[[Any], None] | None = None):
+               check: Callable[[Any], None] | None = None,
+               defaults: Mapping[str, Any] | None = None):
     """Decorator: registers `build` under `name`.
 
-    `schema` lists the section's keys besides `name`; `check(config)` cross-checks the whole config.
+    `schema` lists the section's keys besides `name`, `defaults` a value for each of them;
+    `check(config)` cross-checks the whole config.
     """
+    schema, defaults = dict(schema or {}), dict(defaults or {})
+    if set(defaults) != set(schema):
+      raise ValueError(f'{self.kind} {name!r}: defaults must give exactly the schema keys '
+                       f'{sorted(schema)}, got {sorted(defaults)}')
+
     def decorator(build: Builder) -> Builder:
       if name in self._entries:
         raise ValueError(f'{self.kind} {name!r} is registered twice')
-      self._entries[name] = Entry(build, dict(schema or {}), check)
+      self._entries[name] = Entry(build, schema, defaults, check)
       return build
     return decorator
 
@@ -53,6 +63,13 @@ class Registry(Generic[Builder]):
       raise config_schema.ConfigError(
           f'{key}={name!r}: unknown {self.kind}; choose one of: {", ".join(self.names())}')
     return self._entries[name]
+
+  def default_section(self, key: str, name: Any) -> dict[str, Any]:
+    """``{'name': name, **defaults}``: the complete section of component `name` with its defaults.
+
+    `key` is the config path shown if `name` is unknown.
+    """
+    return {'name': name, **self.lookup(key, name).defaults}
 
   def validate(self, prefix: str, section: Any) -> Entry[Builder]:
     """Validates a section ``{'name': ..., **options}`` and returns its entry."""

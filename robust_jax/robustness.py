@@ -4,7 +4,9 @@ the robust accuracy = per-example worst case over all of them.
 ε values are given as text ('8/255', '0.1') and reported exactly as given. Sanity checks flag the
 usual signs of gradient masking (Carlini et al. 2019; Croce & Hein 2020): ε = 0 must give clean
 accuracy, accuracy must not rise with ε, PGD must not be weaker than FGSM, APGD not weaker than
-PGD (within sampling noise), and a large ε must drive accuracy towards zero.
+PGD (within sampling noise), and a large ε must drive accuracy towards zero; each check is made
+only where its attacks and ε values were run, and the results list the checks made. The results
+also record the number of examples, the checkpoint step and every attack's settings and seed.
 """
 from __future__ import annotations
 
@@ -63,6 +65,37 @@ def attack_labels(config) -> dict[str, str]:
           'apgd_dlr': f'APGD-DLR-{config.apgd_steps}{restarts(config.apgd_restarts)}'}
 
 
+def attack_settings(config) -> dict[str, dict]:
+  """{display name: settings} of each attack in `config.attacks`, seed included where random.
+
+  Example b of evaluation batch i starts from keys split from fold_in(key(seed), i).
+  """
+  settings = {
+      'fgsm': dict(attack='fgsm', step_size='ε', random_start=False),
+      'pgd': dict(attack='pgd', loss='ce', num_steps=config.pgd_steps,
+                  step_size=f'{config.pgd_relative_step_size:g} × ε', restarts=config.pgd_restarts,
+                  random_start=True, seed=config.seed),
+      'apgd_ce': dict(attack='apgd', loss='ce', num_steps=config.apgd_steps,
+                      restarts=config.apgd_restarts, seed=config.seed),
+      'apgd_dlr': dict(attack='apgd', loss='dlr', num_steps=config.apgd_steps,
+                       restarts=config.apgd_restarts, seed=config.seed),
+  }
+  labels = attack_labels(config)
+  return {labels[name]: dict(settings[name], norm=config.norm, model_mode=config.model_mode)
+          for name in config.attacks}
+
+
+def eval_batch_size(num_examples: int, batch_size: int, num_devices: int) -> int:
+  """The batch for `num_examples`: at most `batch_size` (both rounded up to the device count),
+  as equal as the batches can be, so padding is less than `num_devices` rows per batch.
+
+  E.g. 200 examples, batch 500, 8 devices -> 200 (one batch, no padding).
+  """
+  round_up = lambda n: -(-n // num_devices) * num_devices
+  num_batches = -(-num_examples // round_up(min(batch_size, num_examples)))
+  return round_up(-(-num_examples // num_batches))
+
+
 def make_batch_fn(model, config):
   """Jitted `fn(params, model_state, images_uint8, labels, key, epsilon) -> {name: correct (B,)}`.
 
@@ -92,12 +125,15 @@ def make_batch_fn(model, config):
   return jax.jit(correct_under_attacks)
 
 
-def evaluate(model, params, model_state, test_split, config, mesh) -> dict:
-  """Accuracy per ε (as given) and attack, the worst case, and the sanity-check warnings."""
+def evaluate(model, params, model_state, test_split, config, mesh,
+             checkpoint_step: int | None = None) -> dict:
+  """Accuracy per ε (as given) and attack, the worst case, the sanity checks made and the warnings
+  of those that failed, and what was run: examples, `checkpoint_step`, attack settings, seeds."""
   if config.num_examples:
     test_split = type(test_split)(test_split.images[:config.num_examples],
                                   test_split.labels[:config.num_examples])
-  batches = pipeline.make_eval_batches(test_split, config.batch_size, mesh)
+  batch_size = eval_batch_size(len(test_split), config.batch_size, mesh.size)
+  batches = pipeline.make_eval_batches(test_split, batch_size, mesh)
   batch_fn = make_batch_fn(model, config)
   labels = attack_labels(config)
   num_batches = batches['label'].shape[0]
@@ -127,33 +163,39 @@ def evaluate(model, params, model_state, test_split, config, mesh) -> dict:
   mask = np.asarray(batches['mask'][0]).astype(bool)
   large_accuracy = float(np.logical_and.reduce(
       [np.asarray(c)[mask] for c in large_correct.values()]).mean())
-  results = {'accuracy': accuracy, 'num_examples': len(test_split), 'norm': config.norm,
-             'num_classes': model.module.num_classes,
-             'large_epsilon': config.large_epsilon, 'large_epsilon_accuracy': large_accuracy,
-             'attacks': [labels[a] for a in config.attacks]}
-  results['warnings'] = sanity_warnings(results, config)
+  results = {'accuracy': accuracy, 'num_examples': len(test_split),
+             'checkpoint_step': checkpoint_step, 'norm': config.norm,
+             'num_classes': model.module.num_classes, 'seed': config.seed,
+             'batch_size': batch_size, 'large_epsilon': config.large_epsilon,
+             'large_epsilon_accuracy': large_accuracy,
+             'large_epsilon_examples': int(mask.sum()), 'attacks': attack_settings(config)}
+  results['sanity_checks'], results['warnings'] = sanity_checks(results, config)
   return results
 
 
-def sanity_warnings(results, config) -> list[str]:
-  """Warnings for failed sanity checks; tolerance = two binomial standard errors at p = 0.5."""
+def sanity_checks(results, config) -> tuple[list[str], list[str]]:
+  """(the checks made, warnings for those failed); tolerance = two binomial standard errors at
+  p = 0.5. A check is made only where its attacks and ε values were run."""
   accuracy, n = results['accuracy'], results['num_examples']
   noise = 2 * math.sqrt(0.25 / n)
   labels = attack_labels(config)
-  warnings = []
   ordered = sorted(accuracy, key=parse_epsilon)
+  apgd = [labels[a] for a in ('apgd_ce', 'apgd_dlr') if a in config.attacks]
+  pgd_vs_fgsm = 'pgd' in config.attacks and 'fgsm' in config.attacks
+  apgd_vs_pgd = 'pgd' in config.attacks and bool(apgd)
+  made = {'ε = 0 gives clean accuracy': any(parse_epsilon(e) == 0 for e in ordered),
+          'accuracy does not rise with ε': len(ordered) > 1, 'PGD ≤ FGSM': pgd_vs_fgsm,
+          'APGD ≤ PGD': apgd_vs_pgd, f'large ε={results["large_epsilon"]} → below chance': True}
+  warnings = []
   for epsilon in ordered:
     row = accuracy[epsilon]
     if parse_epsilon(epsilon) == 0 and any(v != row['clean'] for v in row.values()):
       warnings.append(f'ε={epsilon}: attacks at ε = 0 changed accuracy from clean '
                       f'{row["clean"]:.4f} (min {min(row.values()):.4f})')
-    if 'pgd' in config.attacks and 'fgsm' in config.attacks and (
-        row[labels['pgd']] > row['FGSM'] + noise):
+    if pgd_vs_fgsm and row[labels['pgd']] > row['FGSM'] + noise:
       warnings.append(f'ε={epsilon}: {labels["pgd"]} accuracy {row[labels["pgd"]]:.4f} exceeds '
                       f'FGSM {row["FGSM"]:.4f}: PGD weaker than FGSM suggests gradient masking')
-    apgd = [labels[a] for a in ('apgd_ce', 'apgd_dlr') if a in config.attacks]
-    if 'pgd' in config.attacks and apgd and min(row[a] for a in apgd) > (
-        row[labels['pgd']] + noise):
+    if apgd_vs_pgd and min(row[a] for a in apgd) > row[labels['pgd']] + noise:
       warnings.append(f'ε={epsilon}: APGD accuracy {min(row[a] for a in apgd):.4f} exceeds '
                       f'{labels["pgd"]} {row[labels["pgd"]]:.4f}: check the attack budget')
   for smaller, larger in zip(ordered, ordered[1:]):
@@ -164,7 +206,28 @@ def sanity_warnings(results, config) -> list[str]:
   if results['large_epsilon_accuracy'] > 1.0 / results['num_classes']:
     warnings.append(f'worst-case accuracy {results["large_epsilon_accuracy"]:.4f} at the large '
                     f'ε={results["large_epsilon"]} is above chance: the attacks may be masked')
-  return warnings
+  return [check for check, was_made in made.items() if was_made], warnings
+
+
+def sanity_report(results) -> list[str]:
+  """The lines to print: one per failed check, or one naming every check made when all passed."""
+  if results['warnings']:
+    return [f'WARNING (sanity check failed): {warning}' for warning in results['warnings']]
+  checks = results['sanity_checks']
+  return [f'All {len(checks)} sanity checks made passed: {"; ".join(checks)}.']
+
+
+def describe(results) -> str:
+  """One line on what was run: examples, checkpoint step, seed and each attack's settings."""
+  shared = ('attack', 'norm', 'model_mode')  # the same for every attack
+  attacks_text = '; '.join(
+      f'{label}: ' + ', '.join(f'{k}={v}' for k, v in settings.items() if k not in shared)
+      for label, settings in results['attacks'].items())
+  first = next(iter(results['attacks'].values()))
+  step = results['checkpoint_step']
+  at_step = '' if step is None else f' at checkpoint step {step}'
+  return (f'{results["num_examples"]} test examples{at_step}, seed {results["seed"]}, '
+          f'{first["norm"]}, model in {first["model_mode"]} mode; {attacks_text}')
 
 
 def markdown_table(results) -> str:
@@ -174,7 +237,7 @@ def markdown_table(results) -> str:
            '|---' * (len(columns) + 1) + '|']
   for epsilon, row in accuracy.items():
     lines.append(f'| {epsilon} | ' + ' | '.join(f'{100 * row[c]:.2f}' for c in columns) + ' |')
-  return '\n'.join(lines) + f'\n\nAccuracy (%) on {results["num_examples"]} test examples.'
+  return '\n'.join(lines) + f'\n\nAccuracy (%) on {describe(results)}.'
 
 
 def plot(results, path: str, title: str = '') -> None:
@@ -195,6 +258,8 @@ def plot(results, path: str, title: str = '') -> None:
   axes.grid(alpha=0.3)
   axes.legend()
   axes.set_title(title or f'{results["num_examples"]} test examples')
-  figure.tight_layout()
-  figure.savefig(path, dpi=120)
+  description = describe(results)
+  figure.text(0.01, 0.01, description, fontsize=6, wrap=True, va='bottom')
+  figure.tight_layout(rect=(0, 0.12, 1, 1))
+  figure.savefig(path, dpi=120, metadata={'Description': description})
   plt.close(figure)

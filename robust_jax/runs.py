@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 
 import jax
 import ml_collections
 
-from robust_jax import data, optim, sharding, train_state, validation
-from robust_jax.checkpointing import Checkpointer
+from robust_jax import data, sharding, validation, workdir as workdir_lib
+from robust_jax.checkpointing import Checkpointer, saved_steps
 from robust_jax.models import build_model
 
 
@@ -30,26 +29,35 @@ def config_name(spec: str) -> str:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  """The validated config that trained the newest weights of `workdir` (see `workdir.read_config`).
+
+  Raises FileNotFoundError when `workdir` has no config.json.
+  """
+  config = workdir_lib.read_config(workdir)
+  if config is None:
+    raise FileNotFoundError(f'{workdir}: not a training workdir (it has no config.json)')
   validation.validate_config(config)
   return config
 
 
 def load_run(workdir: str, step: int | None = None, devices=None):
-  """(config, model, params, model_state, data splits, mesh) of a training workdir."""
+  """(config, model, params, model_state, data splits, mesh) of a training workdir.
+
+  step: the checkpoint to load (default: the newest). Raises FileNotFoundError in one line when
+  `workdir` is not a training workdir or has no checkpoint for `step`.
+  """
   config = load_config(workdir)
+  directory = os.path.join(workdir, 'checkpoints')
+  if not saved_steps(directory):
+    raise FileNotFoundError(f'no checkpoint in {directory}')
   mesh = sharding.make_mesh(devices)
-  spec = data.spec_for(config.dataset)
-  model = build_model(config.model, spec)
-  optimizer, _ = optim.make_optimizer(config.optimizer, 1, 1)
-  template = jax.jit(lambda k: train_state.init_train_state(model, optimizer, k, spec.image_shape),
-                     out_shardings=sharding.replicated(mesh))(jax.random.key(0))
-  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
-  state = checkpointer.restore(template, step)
-  checkpointer.close()
-  if state is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
+  template = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)),
+      workdir_lib.train_state_shapes(config))
+  checkpointer = Checkpointer(directory)
+  try:
+    state = checkpointer.restore(template, step)
+  finally:
+    checkpointer.close()
+  model = build_model(config.model, data.spec_for(config.dataset))
   return config, model, state.params, state.model_state, data.load_splits(config.dataset), mesh
-
-

@@ -1,16 +1,19 @@
 """The training loop: data on device, one compiled step, logging, evaluation and checkpoints.
 
-`train_and_evaluate(config, workdir)` validates the config, restores the newest checkpoint in
-`workdir` if there is one (so rerunning the same command resumes), trains with a progress bar, logs
-one JSON line per `log_every_steps` and TensorBoard summaries, evaluates clean test accuracy on the
-full test set every `eval_every_epochs` and at the end, and checkpoints every
-`checkpoint_every_steps` and at the end. A non-finite loss stops the run and keeps the last good
-checkpoint. A resumed run ends with exactly the parameters of an uninterrupted one: data order,
-augmentation and every random draw are functions of (seed, step).
+`train_and_evaluate(config, workdir)` validates the config, checks that `workdir` holds this
+experiment (`robust_jax.workdir`), restores the newest checkpoint in it if there is one (so
+rerunning the same command resumes), trains `num_steps` steps (or `num_epochs` epochs) with a
+progress bar, logs one JSON line per `log_every_steps` and TensorBoard summaries, evaluates clean
+test accuracy on the full test set every `eval_every_epochs` and at the end, and checkpoints every
+`checkpoint_every_steps`, every `checkpoint_every_minutes` and at the end. SIGTERM or SIGINT
+(preemption, Ctrl-C) checkpoints at the next step and returns (`robust_jax.preemption`). A
+non-finite loss stops the run and keeps the last good checkpoint. A resumed run ends with exactly
+the parameters of an uninterrupted one, and logs every step once: data order, augmentation and every
+random draw are functions of (seed, step), and each step's logging and evaluation happen before its
+checkpoint.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -18,8 +21,9 @@ import jax
 import numpy as np
 import tqdm
 
-from robust_jax import checkpointing, clean_accuracy, config_schema, data, metric_writer, objectives
-from robust_jax import optim, sharding, train_state, train_step, validation
+from robust_jax import checkpointing, clean_accuracy, config_schema, data, json_utils, metric_writer
+from robust_jax import objectives, optim, preemption, sharding, train_state, train_step, validation
+from robust_jax import workdir as workdir_lib
 from robust_jax.data import pipeline
 from robust_jax.models import build_model
 
@@ -55,13 +59,21 @@ class _MetricBuffer:
 
 
 def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None,
-                       devices=None) -> dict:
+                       devices=None, allow_config_change: bool = False) -> dict:
   """Trains `config` in `workdir` and returns the final clean test metrics.
 
-  devices: the devices to train on (default: every device of every host).
+  Returns {'test_accuracy', 'test_loss', 'steps', 'epochs', 'num_test_examples', 'devices'} (also
+  written to results.json), or {'stopped_at_step': step} when the run stopped early with a
+  checkpoint at `step`, plus 'signal': 'SIGTERM' or 'SIGINT' when a signal stopped it.
 
+  devices: the devices to train on (default: every device of every host).
   stop_after_steps: stop (with a checkpoint) after this many steps of this invocation, for
-  time-limited job queues; rerunning continues where it stopped.
+    time-limited job queues; rerunning continues where it stopped.
+  allow_config_change: resume although `config` differs from the workdir's in keys that keep every
+    array shape (see `robust_jax.workdir.claim`); the change is recorded in config_history.jsonl.
+
+  Raises `workdir.WorkdirError` (a `ConfigError`) when the workdir holds another experiment or not
+  every process can see it, before anything is written.
   """
   validation.validate_config(config)
   sharding.maybe_initialize_distributed(config.distributed)
@@ -71,9 +83,11 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
     raise config_schema.ConfigError(
         f'config.train.batch_size={batch_size}: must be divisible by the {mesh.size} devices')
   os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json(indent=2))
+  workdir_lib.require_shared_storage(workdir)
+  checkpoint_dir = os.path.join(workdir, 'checkpoints')
+  checkpoint_steps = checkpointing.saved_steps(checkpoint_dir)
+  workdir_lib.claim(workdir, config, checkpoint_steps[-1] if checkpoint_steps else None,
+                    allow_config_change)
 
   spec = data.spec_for(config.dataset)
   splits = data.load_splits(config.dataset)
@@ -83,7 +97,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   train_split = pipeline.put_split(splits.train, mesh)
   test_batches = pipeline.make_eval_batches(splits.test, config.eval.batch_size, mesh)
   steps_per_epoch = pipeline.steps_per_epoch(train_split.num_examples, batch_size)
-  total_steps = config.train.num_epochs * steps_per_epoch
+  total_steps = config.train.num_steps or config.train.num_epochs * steps_per_epoch
 
   model = build_model(config.model, spec, objectives.build_feature_transforms(config))
   optimizer, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch, total_steps)
@@ -100,29 +114,42 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
 
   state = jax.jit(lambda key: train_state.init_train_state(model, optimizer, key, spec.image_shape),
                   out_shardings=sharding.replicated(mesh))(init_key)
-  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'),
-                                            config.train.max_checkpoints_to_keep)
+  checkpointer = checkpointing.Checkpointer(
+      checkpoint_dir, config.train.max_checkpoints_to_keep,
+      keep_steps=workdir_lib.protected_steps(workdir, checkpoint_steps))
   state = checkpointer.restore_latest(state) or state
-  writer = metric_writer.MetricWriter(workdir)
   step = start_step = int(state.step)
+  writer = metric_writer.MetricWriter(workdir, resume_step=step)
 
   buffer = _MetricBuffer()
   progress = tqdm.tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True,
                        disable=jax.process_index() != 0)
   if step:
     progress.write(f'resuming from the checkpoint at step {step} in {workdir}')
-  eval_metrics = None
-  try:
-    while step < total_steps:
-      epoch, first = divmod(step, steps_per_epoch)
-      batches = epoch_batches(train_split.images, train_split.labels,
-                              jax.random.fold_in(data_key, epoch))
-      for index in range(first, steps_per_epoch):
+  # One process decides alone only where no other process exists; otherwise the processes agree
+  # on signals and the checkpoint clock at logging steps (`preemption.any_process`).
+  agree_every = 1 if jax.process_count() == 1 else config.train.log_every_steps
+  checkpoint_seconds = 60.0 * config.train.checkpoint_every_minutes
+  last_save = time.monotonic()
+  eval_metrics = batches = batches_epoch = None
+  with preemption.StopSignals() as signals:  # also while the last checkpoint is written
+    try:
+      while step < total_steps:
+        epoch, index = divmod(step, steps_per_epoch)
+        if epoch != batches_epoch:
+          batches, batches_epoch = epoch_batches(train_split.images, train_split.labels,
+                                                 jax.random.fold_in(data_key, epoch)), epoch
         state, metrics = step_fn(state, take_batch(batches, index))
         buffer.add(metrics)
         step += 1
         progress.update()
-        stopping = stop_after_steps is not None and step - start_step >= stop_after_steps
+        clock_ran_out, signalled = False, False
+        if step % agree_every == 0:
+          clock_ran_out, signalled = preemption.any_process(
+              (0 < checkpoint_seconds <= time.monotonic() - last_save,
+               signals.received is not None))
+        stopping = signalled or (stop_after_steps is not None
+                                 and step - start_step >= stop_after_steps)
         if step % config.train.log_every_steps == 0 or step == total_steps or stopping:
           logged = buffer.flush(step, batch_size)
           logged['learning_rate'] = float(schedule(step - 1))
@@ -130,25 +157,26 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
           progress.set_postfix(epoch=f'{step / steps_per_epoch:.2f}', loss=f'{logged["loss"]:.4f}',
                                acc=f'{logged["accuracy"]:.3f}',
                                img_s=f'{logged["images_per_s"]:.0f}')
-        if step % config.train.checkpoint_every_steps == 0 or stopping:
+        epoch_done = step % steps_per_epoch == 0
+        if (epoch_done and (step // steps_per_epoch) % config.train.eval_every_epochs == 0
+            or step == total_steps):
+          eval_metrics = {k: float(v) for k, v in
+                          evaluate(state.params, state.model_state, test_batches).items()}
+          writer.write(step, eval_metrics, prefix='test')
+          progress.write(f'epoch {step / steps_per_epoch:g}: test accuracy '
+                         f'{eval_metrics["accuracy"]:.4f}, test loss {eval_metrics["loss"]:.4f}')
+        if (step % config.train.checkpoint_every_steps == 0 or step == total_steps
+            or clock_ran_out or stopping):
           buffer.flush(step, batch_size)
           checkpointer.save(step, state)
+          last_save = time.monotonic()
         if stopping:
-          return {'stopped_at_step': step}
-      epoch += 1
-      if epoch % config.train.eval_every_epochs == 0 or step == total_steps:
-        eval_metrics = {k: float(v) for k, v in
-                        evaluate(state.params, state.model_state, test_batches).items()}
-        writer.write(step, eval_metrics, prefix='test')
-        progress.write(f'epoch {epoch}: test accuracy {eval_metrics["accuracy"]:.4f}, '
-                       f'test loss {eval_metrics["loss"]:.4f}')
-    buffer.flush(step, batch_size)
-    if checkpointer.latest_step() != step:
-      checkpointer.save(step, state)
-  finally:
-    progress.close()
-    checkpointer.close()
-    writer.close()
+          stopped = {'stopped_at_step': step}
+          return stopped | ({'signal': signals.received or 'another process'} if signalled else {})
+    finally:
+      progress.close()
+      checkpointer.close()
+      writer.close()
 
   if eval_metrics is None:  # the run had already finished: evaluate the restored state
     eval_metrics = {k: float(v) for k, v in
@@ -157,6 +185,5 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
              'steps': step, 'epochs': step / steps_per_epoch,
              'num_test_examples': len(splits.test), 'devices': mesh.size}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'results.json'), 'w') as f:
-      json.dump(results, f, indent=2)
+    json_utils.dump(results, os.path.join(workdir, 'results.json'))
   return results

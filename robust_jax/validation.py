@@ -13,9 +13,11 @@ from robust_jax import methods  # noqa: F401  (registers every method)
 TRAIN_SCHEMA: cs.Schema = {
     'batch_size': cs.integer(1),  # global batch, split over all devices
     'num_epochs': cs.integer(1),
+    'num_steps': cs.integer(0),  # > 0: train exactly this many steps instead of num_epochs
     'log_every_steps': cs.integer(1),
     'eval_every_epochs': cs.integer(1),
     'checkpoint_every_steps': cs.integer(1),
+    'checkpoint_every_minutes': cs.real(0.0),  # also checkpoint by wall time; 0 disables
     'max_checkpoints_to_keep': cs.integer(1),
     # log ‖∇θ‖ every step: one more pass over the gradients, about 3 % of a small CNN's step on
     # CPU (measured with experiments/benchmark.py), so off unless asked for.

@@ -1,7 +1,10 @@
 """Every bad config value is one clear line naming the key, the value and what is allowed."""
+import math
+
 import pytest
 
-from robust_jax import config_defaults, validation
+from robust_jax import config_defaults, models, objectives, registry, validation
+from robust_jax import config_schema as cs
 from robust_jax.config_schema import ConfigError
 
 BAD_CONFIGS = [
@@ -35,6 +38,15 @@ BAD_CONFIGS = [
     (lambda c: setattr(c, 'seed', -1), 'config.seed=-1: must be >= 0'),
     (lambda c: setattr(c.weight_perturbation, 'name', 'sam'),
      "config.weight_perturbation.name='sam': unknown weight perturbation; choose one of:"),
+    (lambda c: setattr(c.optimizer, 'learning_rate', math.nan),
+     'config.optimizer.learning_rate=nan: must be > 0.0 (finite)'),
+    (lambda c: setattr(c.optimizer, 'learning_rate', math.inf),
+     'config.optimizer.learning_rate=inf: must be > 0.0 (finite)'),
+    (lambda c: setattr(c.model, 'dropout_rate', -math.inf),
+     'config.model.dropout_rate=-inf: must be >= 0.0 and <= 1.0 (finite)'),
+    (lambda c: setattr(c.optimizer, 'boundaries_epochs', (50.0, math.nan)),
+     'config.optimizer.boundaries_epochs=(50.0, nan): a sequence of at least 0 items, each must '
+     'be > 0.0 (finite)'),
 ]
 
 
@@ -62,3 +74,30 @@ def test_unknown_top_level_section():
 
 def test_bad_values_are_all_distinct():
   assert len({expected for _, expected in BAD_CONFIGS}) == len(BAD_CONFIGS) >= 10
+
+
+def _every_schema():
+  """(section, schema) of every plain section and every registered component."""
+  sections = list(validation.PLAIN_SECTIONS.items())
+  for section, components in {'model': models.MODELS, **objectives.SECTIONS}.items():
+    sections += [(f'{section}:{name}', components.lookup(section, name).schema)
+                 for name in components.names()]
+  return sections
+
+
+def test_every_real_valued_key_rejects_nan_and_inf():
+  real_fields = [(f'{section}.{key}', field) for section, schema in _every_schema()
+                 for key, field in schema.items() if float in field.types]
+  assert len(real_fields) >= 20  # learning rates, epsilons, probabilities, ...
+  for key, field in real_fields:
+    for value in (math.nan, math.inf, -math.inf):
+      with pytest.raises(ConfigError, match='finite'):
+        field.check(key, value)
+  assert cs.real().allowed == 'must be a finite number'
+
+
+def test_registration_needs_a_default_for_every_schema_key():
+  components = registry.Registry('test component')
+  with pytest.raises(ValueError, match=r"test component 'x': defaults must give exactly the "
+                     r"schema keys \['a', 'b'\], got \['a'\]"):
+    components.register('x', {'a': cs.integer(), 'b': cs.integer()}, defaults={'a': 1})

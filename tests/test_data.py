@@ -1,6 +1,8 @@
 """The three data sources (IDX, npz, TFDS on mock data) and the on-device pipeline."""
 import gzip
 import os
+import socket
+import time
 
 import chex
 import jax
@@ -10,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from robust_jax import config_defaults, data, sharding
-from robust_jax.data import idx, pipeline
+from robust_jax.data import idx, pipeline, tfds_source
 
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
 
@@ -93,11 +95,56 @@ def test_tfds_source_on_mock_data():
   assert 0 <= splits.train.labels.min() and splits.train.labels.max() < 10
 
 
-def test_tfds_unprepared_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize('name', ['mnist', 'cifar10'])
+def test_tfds_unprepared_is_one_line_with_the_command(tmp_path, name):
   config = config_defaults.default_config().dataset
-  config.update(name='mnist', source='tfds', path=str(tmp_path))
-  with pytest.raises(data.DatasetError, match='is not prepared as array_record'):
+  config.update(name=name, source='tfds', path=str(tmp_path))
+  start = time.perf_counter()
+  with pytest.raises(data.DatasetError) as error:
     data.load_splits(config)
+  assert time.perf_counter() - start < 5
+  message = str(error.value)
+  assert '\n' not in message and message.startswith(
+      f"TFDS dataset '{name}' is not prepared as array_record in '{tmp_path}'")
+  assert f'tfds build {name} --data_dir={tmp_path} --file_format=array_record' in message
+  assert isinstance(error.value.__cause__, KeyError)  # what TFDS raises: no splits
+
+
+def test_tfds_download_without_network_fails_fast(tmp_path, monkeypatch):
+  # A '.invalid' host never resolves (RFC 2606), so this holds on hosts with internet too.
+  monkeypatch.setitem(tfds_source.DOWNLOAD_URLS, 'cifar10', 'https://robust-jax-test.invalid/x')
+  config = config_defaults.default_config().dataset
+  config.update(name='cifar10', source='tfds', path=str(tmp_path), download=True)
+  start = time.perf_counter()
+  with pytest.raises(data.DatasetError) as error:
+    data.load_splits(config)
+  assert time.perf_counter() - start < 10
+  message = str(error.value)
+  assert '\n' not in message and message.startswith(
+      'config.dataset.download=True: cannot connect to robust-jax-test.invalid:443')
+  assert f'tfds build cifar10 --data_dir={tmp_path} --file_format=array_record' in message
+
+
+def test_connection_check_sees_an_open_and_a_closed_port():
+  with socket.create_server(('127.0.0.1', 0)) as server:
+    port = server.getsockname()[1]
+    assert tfds_source._can_connect('127.0.0.1', port, 1.0)
+  assert not tfds_source._can_connect('127.0.0.1', port, 1.0)
+
+
+def test_connection_check_goes_to_the_proxy(monkeypatch):
+  for variable in ('http_proxy', 'https_proxy', 'no_proxy'):
+    monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv(variable.upper(), raising=False)
+  monkeypatch.setenv('https_proxy', 'http://proxy.example:3128')
+  assert tfds_source._connection_address(tfds_source.DOWNLOAD_URLS['cifar10']) == (
+      'proxy.example', 3128)
+  assert tfds_source._connection_address(tfds_source.DOWNLOAD_URLS['fashion_mnist']) == (
+      'fashion-mnist.s3-website.eu-central-1.amazonaws.com', 80)
+
+
+def test_every_tfds_dataset_has_a_download_url():
+  assert {spec.tfds_name for spec in data.SPECS.values()} == set(tfds_source.DOWNLOAD_URLS)
 
 
 def test_epoch_batches_are_a_permutation_and_device_count_independent(eight_devices):

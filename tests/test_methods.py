@@ -1,5 +1,7 @@
 """Each method against a hand computation on a tiny problem, and their config cross-checks."""
 import functools
+import math
+import random
 
 import chex
 import jax
@@ -318,7 +320,8 @@ def test_dropattack_input_attack_with_adversary_is_a_config_error():
 
 
 def test_lfm_official_code_mode_equals_the_sequential_reference_loop():
-  """The vectorised mask equals the released code's loop (later draws overwrite earlier ones)."""
+  """The vectorised mask equals the released code's loop, written with its literal chained slicing
+  on a (H, W) plane (later draws overwrite earlier ones)."""
   x = jax.random.normal(jax.random.key(0), (10, 16, 8, 6))
   key = jax.random.key(4)
   out = lfm.official_code_mask(x, key, probability=1.0, channel_fraction=2.0, num_samples=8)
@@ -326,13 +329,41 @@ def test_lfm_official_code_mode_equals_the_sequential_reference_loop():
   num_draws = 12
   _, channel_key, box_key, fill_key = jax.random.split(key, 4)
   drawn = np.asarray(jax.random.randint(channel_key, (num_draws,), 0, channels))
-  h, w, top, left = (np.asarray(a) for a in lfm._boxes(
-      box_key, (batch, num_draws, height, width), (0.02, 0.4), (0.3, 1 / 0.3)))
+  h, w, x1, y1 = (np.asarray(a) for a in lfm.official_code_boxes(
+      box_key, (batch, num_draws), height, width))
   values = np.asarray(jax.random.uniform(fill_key, (batch, num_draws)))
   expected = np.asarray(x).copy()
   for i in range(8):
-    for j in range(num_draws):  # x[i][c][y1:y1+h][x1:x1+w] = v slices rows twice
-      rows = slice(top[i, j] + left[i, j], top[i, j] + min(left[i, j] + w[i, j], h[i, j]))
-      expected[i, rows, :, drawn[j]] = values[i, j]
+    for j in range(num_draws):
+      plane = expected[i, :, :, drawn[j]]  # the code's x[i][c], a (H, W) view
+      plane[y1[i, j]:y1[i, j] + h[i, j]][x1[i, j]:x1[i, j] + w[i, j]] = values[i, j]
   assert (expected != np.asarray(x)).sum() > 100
   np.testing.assert_array_equal(out, expected)
+
+
+def _released_code_stripe_rows(rng, height=128, width=64):
+  """Rows filled by one `x[i][c][y1:y1+h][x1:x1+w] = v` of the released code, with its CREP
+  sampler written out from the official model.py (Python's random, literal numpy slicing)."""
+  for _ in range(100):
+    target_area = rng.uniform(0.02, 0.4) * height * width
+    aspect = rng.uniform(0.3, 1 / 0.3)
+    h, w = int(round(math.sqrt(target_area * aspect))), int(round(math.sqrt(target_area / aspect)))
+    if w < width and h < height:
+      x1, y1 = rng.randint(0, height - h), rng.randint(0, width - w)
+      break
+  plane = np.zeros((height, width))
+  plane[y1:y1 + h][x1:x1 + w] = 1
+  return int(plane[:, 0].sum())
+
+
+def test_lfm_official_code_stripes_have_the_released_codes_statistics():
+  """At the code's 128×64 map: how often the stripe is empty and how many rows it has, from an
+  independent simulation of the released code (34 % empty, 16 rows on average)."""
+  rng = random.Random(0)
+  code_rows = np.array([_released_code_stripe_rows(rng) for _ in range(20000)])
+  start, stop = lfm.official_code_stripes(jax.random.key(0), (20000,), 128, 64)
+  ours = np.maximum(np.asarray(stop - start), 0)
+  for statistic, tolerance in ((lambda r: np.mean(r == 0), 0.015), (np.mean, 0.4),
+                               (lambda r: np.mean(r >= 30), 0.015)):
+    assert abs(statistic(ours) - statistic(code_rows)) < tolerance
+  assert 0.32 < np.mean(code_rows == 0) < 0.37 and 15 < code_rows.mean() < 17

@@ -1,4 +1,5 @@
-"""Every method's train step gives the same losses and parameters on 1 and 8 devices."""
+"""Every method's train step gives the same losses, parameters and batch-norm statistics on 1 and 8
+devices."""
 import jax
 import numpy as np
 import pytest
@@ -11,7 +12,11 @@ from tests import helpers
 
 def _method_configs():
   from configs import (amp, class_similarity, dropattack, fashion_mnist_adversarial, lfm, mdl)
-  base = lambda: helpers.tiny_config('unused.npz')
+  def base():
+    config = helpers.tiny_config('unused.npz')
+    config.model.batch_norm = True  # batch statistics over the global batch, on 1 or 8 devices
+    return config
+
   configs = {'erm_dropout': base()}
   configs['erm_dropout'].model.update(dropout_rate=0.3, dropout_sites=('classifier',))
   for name, module, variant in (('pgd_at', fashion_mnist_adversarial, 'pgd'),
@@ -57,15 +62,16 @@ def _run_steps(config, devices, num_steps=3):
   for _ in range(num_steps):
     state, metrics = step(state, batch)
     losses.append(float(metrics['loss']))
-  return losses, jax.device_get(state.params)
+  return losses, jax.device_get((state.params, state.model_state))
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_one_and_eight_devices_agree(name, eight_devices):
-  losses_1, params_1 = _run_steps(CONFIGS[name], eight_devices[:1])
-  losses_8, params_8 = _run_steps(CONFIGS[name], eight_devices)
+  losses_1, variables_1 = _run_steps(CONFIGS[name], eight_devices[:1])
+  losses_8, variables_8 = _run_steps(CONFIGS[name], eight_devices)
   np.testing.assert_allclose(losses_1, losses_8, rtol=2e-5)
   # atol: 3 Adam steps; summation order differs across devices (~1e-5 on a few entries here).
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=3e-5),
-               params_1, params_8)
+               variables_1, variables_8)
   assert losses_1[0] != losses_1[-1]  # the steps did train
+  assert np.abs(variables_1[1]['batch_stats']['BatchNorm_0']['mean']).max() > 0  # and updated BN

@@ -1,5 +1,5 @@
 """End-to-end training: 1 vs 8 devices, interrupt/resume, non-finite loss, TFDS mock data; the
-step's optional gradient-norm metric."""
+step's optional gradient-norm metric; `train.num_steps`; no step logged twice after a crash."""
 import json
 import os
 
@@ -10,7 +10,8 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
-from robust_jax import data, objectives, optim, sharding, train, train_state, train_step
+from robust_jax import checkpointing, data, objectives, optim, sharding, train, train_state
+from robust_jax import train_step
 from robust_jax.data import pipeline
 from robust_jax.models import build_model
 from tests import helpers
@@ -113,3 +114,41 @@ def test_grad_norm_is_logged_only_when_asked(log_grad_norm, eight_devices):
   assert ('grad_norm' in metrics) == log_grad_norm
   if log_grad_norm:
     np.testing.assert_allclose(metrics['grad_norm'], optax.tree.norm(grads), rtol=1e-5)
+
+
+def test_num_steps_sets_the_run_length_and_the_schedule(tiny_npz, tmp_path, eight_devices):
+  config = helpers.tiny_config(tiny_npz, num_steps=5)  # 8 steps per epoch: ends mid-epoch
+  workdir = str(tmp_path / 'steps')
+  results = train.train_and_evaluate(config, workdir, devices=eight_devices[:1])
+  assert results['steps'] == 5 and results['epochs'] == 5 / 8
+  logged = _metrics(workdir)
+  assert [m['step'] for m in logged] == [4, 5, 5] and 'test/accuracy' in logged[-1]
+  cosine_to_zero_at_step_5 = optax.cosine_decay_schedule(1e-2, 5)
+  assert logged[1]['train/learning_rate'] == pytest.approx(float(cosine_to_zero_at_step_5(4)))
+
+
+def test_resume_after_a_crash_logs_each_step_once(tiny_npz, tmp_path, eight_devices, monkeypatch):
+  """A run dies while saving step 10 (steps 6..10 logged, last checkpoint 5); its rerun logs
+  steps 6..10 again, with the same values, and nothing twice."""
+  config = helpers.tiny_config(tiny_npz, log_every_steps=1, checkpoint_every_minutes=0.0)
+  workdir = str(tmp_path / 'crash')
+  save = checkpointing.Checkpointer.save
+
+  def crash_at_step_10(self, step, state):
+    if step == 10:
+      raise RuntimeError('simulated crash')
+    save(self, step, state)
+
+  monkeypatch.setattr(checkpointing.Checkpointer, 'save', crash_at_step_10)
+  with pytest.raises(RuntimeError, match='simulated crash'):
+    train.train_and_evaluate(config, workdir, devices=eight_devices[:1])
+  crashed = {m['step']: m['train/loss'] for m in _metrics(workdir) if 'train/loss' in m}
+  assert sorted(crashed) == list(range(1, 11))
+  monkeypatch.undo()
+  train.train_and_evaluate(config, workdir, devices=eight_devices[:1])
+  logged = _metrics(workdir)
+  train_steps = [m['step'] for m in logged if 'train/loss' in m]
+  assert train_steps == list(range(1, 17))
+  assert [m['step'] for m in logged if 'test/accuracy' in m] == [8, 16]
+  assert {m['step']: m['train/loss'] for m in logged if m['step'] <= 10
+          and 'train/loss' in m} == crashed

@@ -5,9 +5,9 @@
 Images are in [0, 1]; every result lies in the ε-ball and in [0, 1] and leaves through
 `stop_gradient`. Loops are `jax.lax.fori_loop`, so compile time does not grow with the step count.
 """
-from robust_jax.attacks.apgd import apgd
+from robust_jax.attacks.apgd import APGD_LOSSES, apgd
 from robust_jax.attacks.attack_losses import ATTACK_LOSSES
 from robust_jax.attacks.pgd import LogitsFn, fgsm, pgd
 from robust_jax.attacks.threat_model import NORMS, distance
 
-__all__ = ['ATTACK_LOSSES', 'LogitsFn', 'NORMS', 'apgd', 'distance', 'fgsm', 'pgd']
+__all__ = ['APGD_LOSSES', 'ATTACK_LOSSES', 'LogitsFn', 'NORMS', 'apgd', 'distance', 'fgsm', 'pgd']

@@ -19,8 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robust_jax.attacks import attack_losses, restarts as restarts_lib, threat_model
+from robust_jax.attacks import arguments, attack_losses, restarts as restarts_lib, threat_model
 from robust_jax.attacks.pgd import LogitsFn
+
+APGD_LOSSES = ('ce', 'margin', 'dlr')
 
 
 def checkpoint_schedule(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +42,16 @@ def apgd(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Arr
          epsilon: float, num_steps: int = 100, norm: str = 'linf', loss: str = 'ce',
          restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
          targeted: bool = False) -> jax.Array:
-  """Adversarial images (B, ...) in B_ε(images) ∩ [0, 1]; `loss` is 'ce' or 'dlr' (or 'margin')."""
+  """Adversarial images (B, ...) in B_ε(images) ∩ [0, 1]; `loss` is 'ce' or 'dlr' (or 'margin').
+
+  Arguments are checked once before tracing the loop (see `arguments.py`; ValueError or TypeError,
+  one line); ρ and the momentum lie in [0, 1]. A traced ε or traced images are not value-checked.
+  """
+  arguments.check_attack(logits_fn, images, labels, key, epsilon=epsilon, num_steps=num_steps,
+                         norm=norm, random_start=True, restarts=restarts, loss=loss,
+                         targeted=targeted, loss_choices=APGD_LOSSES)
+  arguments.check_number('rho', rho, 0.0, maximum=1.0)
+  arguments.check_number('momentum', momentum, 0.0, maximum=1.0)
   loss_fn = attack_losses.get(loss, targeted)
   is_checkpoint, lengths = (jnp.asarray(a) for a in checkpoint_schedule(num_steps))
   expand = lambda v: v.reshape((-1,) + (1,) * (images.ndim - 1))

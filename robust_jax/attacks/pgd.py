@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import jax
 
-from robust_jax.attacks import attack_losses, restarts as restarts_lib, threat_model
+from robust_jax.attacks import arguments, attack_losses, restarts as restarts_lib, threat_model
 
 LogitsFn = Callable[[jax.Array], jax.Array]
 
@@ -28,7 +28,21 @@ def pgd(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Arra
   labels: true classes (B,), or target classes when `targeted`. With `restarts > 1` every run starts
   from a fresh random point and each example keeps its most damaging run (misclassified first, then
   higher loss). `loss`: one of attack_losses.ATTACK_LOSSES ('kl' compares to the clean logits).
+
+  Arguments are checked once before tracing the loop (see `arguments.py`; ValueError or TypeError,
+  one line). A traced ε, step size or traced images (under jax.jit) are not value-checked.
   """
+  arguments.check_attack(logits_fn, images, labels, key, epsilon=epsilon, step_size=step_size,
+                         num_steps=num_steps, norm=norm, random_start=random_start,
+                         restarts=restarts, loss=loss, targeted=targeted)
+  return _pgd(logits_fn, images, labels, key, epsilon=epsilon, step_size=step_size,
+              num_steps=num_steps, norm=norm, random_start=random_start, restarts=restarts,
+              loss=loss, targeted=targeted)
+
+
+def _pgd(logits_fn, images, labels, key, *, epsilon, step_size, num_steps, norm, random_start,
+         restarts, loss, targeted):
+  """`pgd` without the argument checks (its callers have checked)."""
   loss_fn = attack_losses.get(loss, targeted)
   clean_logits = jax.lax.stop_gradient(logits_fn(images)) if loss == 'kl' else None
   gradient = jax.grad(lambda x: loss_fn(logits_fn(x), labels, clean_logits).sum())
@@ -61,8 +75,10 @@ def fgsm(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Arr
   """One signed (L∞) or normalised (L2) gradient step: x + ε·d(∇ℓ), clipped to [0, 1].
 
   With `random_start=True` it starts uniformly in the ball and steps `step_size` (default ε), then
-  projects: FGSM-RS (Wong et al. 2020 use step_size = 1.25 ε).
+  projects: FGSM-RS (Wong et al. 2020 use step_size = 1.25 ε). Arguments are checked as in `pgd`.
   """
-  return pgd(logits_fn, images, labels, key, epsilon=epsilon,
-             step_size=epsilon if step_size is None else step_size, num_steps=1, norm=norm,
-             random_start=random_start, loss=loss, targeted=targeted)
+  arguments.check_attack(logits_fn, images, labels, key, epsilon=epsilon, step_size=step_size,
+                         norm=norm, random_start=random_start, loss=loss, targeted=targeted)
+  return _pgd(logits_fn, images, labels, key, epsilon=epsilon,
+              step_size=epsilon if step_size is None else step_size, num_steps=1, norm=norm,
+              random_start=random_start, restarts=1, loss=loss, targeted=targeted)

@@ -29,21 +29,27 @@ _COMMON: cs.Schema = {
 
 
 def attack_logits_fn(model, params, model_state, model_mode: str, key):
-  """`logits_fn(x)` for an attack: frozen parameters, the configured model mode, state discarded."""
+  """`logits_fn(x)` for an attack: frozen parameters, the configured model mode, state discarded.
+
+  `key` draws the model's own randomness in 'train' mode (one dropout / feature mask for the whole
+  attack); the attack's random start must use another key.
+  """
   frozen = jax.lax.stop_gradient(params)
   return lambda x: model.apply(frozen, model_state, x, train=model_mode == 'train', key=key)[0]
 
 
 def _adversarial_loss(config, model, loss_fn, attack):
   def adversarial_loss_fn(params, model_state, batch, key):
-    attack_key, loss_key = jax.random.split(key)
-    logits_fn = attack_logits_fn(model, params, model_state, config.model_mode, attack_key)
-    adversarial = attack(logits_fn, batch['image'], batch['label'], attack_key)
+    model_key, start_key, loss_key = jax.random.split(key, 3)
+    logits_fn = attack_logits_fn(model, params, model_state, config.model_mode, model_key)
+    adversarial = attack(logits_fn, batch['image'], batch['label'], start_key)
     return loss_fn(params, model_state, {**batch, 'image': adversarial}, loss_key)
   return adversarial_loss_fn
 
 
-@ADVERSARIES.register('pgd', {**_COMMON, 'num_steps': cs.integer(1)})
+@ADVERSARIES.register('pgd', {**_COMMON, 'num_steps': cs.integer(1)},
+                      defaults=dict(epsilon=0.1, step_size=0.025, num_steps=10, norm='linf',
+                                    random_start=True, model_mode='eval'))
 def pgd_adversary(config, model, loss_fn):
   def attack(logits_fn, images, labels, key):
     return attacks.pgd(logits_fn, images, labels, key, epsilon=config.epsilon,
@@ -52,7 +58,8 @@ def pgd_adversary(config, model, loss_fn):
   return _adversarial_loss(config, model, loss_fn, attack)
 
 
-@ADVERSARIES.register('fgsm', _COMMON)
+@ADVERSARIES.register('fgsm', _COMMON, defaults=dict(epsilon=0.1, step_size=0.125, norm='linf',
+                                                    random_start=True, model_mode='eval'))
 def fgsm_adversary(config, model, loss_fn):
   def attack(logits_fn, images, labels, key):
     return attacks.fgsm(logits_fn, images, labels, key, epsilon=config.epsilon,

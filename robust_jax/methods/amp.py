@@ -32,6 +32,8 @@ SCHEMA: cs.Schema = {
     'inner_grad_clip': cs.real(0.0),  # 0 = no clipping
     'update_bn_on_inner_passes': cs.boolean(),
 }
+DEFAULTS = dict(epsilon=0.1, inner_lr=1.0, inner_steps=1, ball='per_tensor', inner_grad_clip=0.0,
+                update_bn_on_inner_passes=True)  # configs/amp.py:fashion_mnist
 
 
 def project(delta, epsilon: float, ball: str):
@@ -70,7 +72,7 @@ def ascend(loss_fn, params, model_state, batch, key, config):
   return inner_loop(config.inner_steps, inner_step, (zeros, jnp.zeros(()), model_state))
 
 
-@WEIGHT_PERTURBATIONS.register('amp', SCHEMA)
+@WEIGHT_PERTURBATIONS.register('amp', SCHEMA, defaults=DEFAULTS)
 def amp(config, loss_fn):
   def amp_loss_fn(params, model_state, batch, key):
     inner_key, outer_key = jax.random.split(key)

@@ -43,7 +43,7 @@ def load_similarity(path: str, num_classes: int) -> np.ndarray:
   return matrix
 
 
-@TARGETS.register('class_similarity', SCHEMA)
+@TARGETS.register('class_similarity', SCHEMA, defaults={'matrix_path': '', 'alpha': 0.1})
 def class_similarity_targets(config, num_classes):
   targets = jnp.asarray(similarity_targets_matrix(
       load_similarity(config.matrix_path, num_classes), config.alpha), jnp.float32)

@@ -40,6 +40,9 @@ SCHEMA: cs.Schema = {
     'weight_epsilon': cs.real(0.0),
     'weight_epsilon_relative': cs.boolean(),
 }
+DEFAULTS = dict(attack_probability=0.5, num_steps=1, attack_input=True, input_epsilon=1.0,
+                input_norm='per_example', attack_weights=True, weight_paths=('Conv_0/kernel',),
+                weight_epsilon=0.05, weight_epsilon_relative=True)  # configs/dropattack.py
 
 
 def _check(config):
@@ -65,7 +68,7 @@ def _tree_add_scaled(tree, other, scale):
   return jax.tree.map(lambda a, b: a + scale * b, tree, other)
 
 
-@WEIGHT_PERTURBATIONS.register('dropattack', SCHEMA, check=_check)
+@WEIGHT_PERTURBATIONS.register('dropattack', SCHEMA, check=_check, defaults=DEFAULTS)
 def dropattack(config, loss_fn):
   def value_and_grads(params, state, images, batch, key):
     """(loss, aux), (∇θ, ∇x) of one pass from a single backward."""
@@ -80,7 +83,9 @@ def dropattack(config, loss_fn):
     if config.attack_weights and missing:
       raise cs.ConfigError(f'config.weight_perturbation.weight_paths: {missing[0]!r} is not a '
                            f'parameter; parameters: {", ".join(flat)}')
-    clean_key, input_key, weight_key = jax.random.split(key, 3)
+    # Separate keys for masks and for the passes' own randomness (dropout, feature masks).
+    clean_key, input_mask_key, input_pass_key, weight_mask_key, weight_pass_key = (
+        jax.random.split(key, 5))
     images = batch['image']
     (clean_loss, aux), (clean_grad, clean_input_grad) = value_and_grads(
         frozen, model_state, images, batch, clean_key)
@@ -88,15 +93,15 @@ def dropattack(config, loss_fn):
     k = config.num_steps
 
     if config.attack_input:
-      mask = random_utils.per_example_bernoulli(
-          jax.random.fold_in(input_key, 0), config.attack_probability, images.shape)
+      mask = random_utils.per_example_bernoulli(input_mask_key, config.attack_probability,
+                                                images.shape)
 
       def input_step(t, carry):
         perturbation, direction, loss_sum, grad_sum, state = carry
         perturbation = perturbation + config.input_epsilon * mask * _normalise(
             direction, config.input_norm == 'per_example')
         (loss, step_aux), (grad, input_grad) = value_and_grads(
-            frozen, state, images + perturbation, batch, jax.random.fold_in(input_key, t + 1))
+            frozen, state, images + perturbation, batch, jax.random.fold_in(input_pass_key, t))
         return (perturbation, direction + input_grad / k, loss_sum + loss / k,
                 _tree_add_scaled(grad_sum, grad, 1 / k), step_aux.model_state)
 
@@ -104,7 +109,7 @@ def dropattack(config, loss_fn):
           k, input_step, (jnp.zeros_like(images), clean_input_grad, total_loss, total_grad, state))
 
     if config.attack_weights:
-      masks = {p: jax.random.bernoulli(jax.random.fold_in(weight_key, i),
+      masks = {p: jax.random.bernoulli(jax.random.fold_in(weight_mask_key, i),
                                        config.attack_probability, flat[p].shape)
                for i, p in enumerate(config.weight_paths)}
       epsilons = {p: config.weight_epsilon * (jnp.linalg.norm(flat[p])
@@ -120,7 +125,7 @@ def dropattack(config, loss_fn):
         perturbations = {p: perturbations[p] + epsilons[p] * masks[p] * _normalise(
             directions[p], False) for p in perturbations}
         (loss, step_aux), (grad, _) = value_and_grads(
-            perturbed(perturbations), state, images, batch, jax.random.fold_in(weight_key, t + 1))
+            perturbed(perturbations), state, images, batch, jax.random.fold_in(weight_pass_key, t))
         flat_grad = traverse_util.flatten_dict(grad, sep='/')
         directions = {p: directions[p] + flat_grad[p] / k for p in directions}
         return (perturbations, directions, loss_sum + loss / k,

@@ -24,7 +24,7 @@ def one_hot_targets(config, num_classes):
   return lambda labels: jax.nn.one_hot(labels, num_classes)
 
 
-@TARGETS.register('label_smoothing', {'smoothing': cs.real(0.0, 1.0)})
+@TARGETS.register('label_smoothing', {'smoothing': cs.real(0.0, 1.0)}, defaults={'smoothing': 0.1})
 def label_smoothing_targets(config, num_classes):
   smoothing = float(config.smoothing)
   return lambda labels: (1.0 - smoothing) * jax.nn.one_hot(labels, num_classes) + (
@@ -56,7 +56,7 @@ def no_weight_perturbation(config, loss_fn):
   return loss_fn
 
 
-@FEATURE_MASKS.register('none', {'sites': cs.sequence_of(cs.text())})
+@FEATURE_MASKS.register('none', {'sites': cs.sequence_of(cs.text())}, defaults={'sites': ()})
 def no_feature_mask(config):
   del config
   return None

@@ -13,7 +13,9 @@ inserted at the models' feature hooks (`config.feature_mask.sites`, e.g. 'conv1'
 
 Mode 'official_code' reproduces the released code (papers.md 3.2): one coin per batch, channels
 drawn with replacement and shared by the batch, only the first `official_code_samples` examples
-masked, and its indexing bug that fills the full-width row stripe [top+left, top+min(left+w, h)).
+masked, its box sampler `CREP` (up to 100 rejection tries for h < H, w < W; x1 ∈ {0..H-h},
+y1 ∈ {0..W-w}), and its indexing bug: `x[i][c][y1:y1+h][x1:x1+w] = v` slices rows twice, so it
+fills the full-width row stripe [y1 + x1, y1 + min(x1 + w, min(h, H - y1))), empty when x1 >= h.
 Masked positions get zero gradient (constant overwrite). The mask is off at evaluation (the hook
 only runs in training).
 """
@@ -38,6 +40,9 @@ SCHEMA: cs.Schema = {
     'mode': cs.one_of('paper', 'official_code'),
     'official_code_samples': cs.integer(1),
 }
+DEFAULTS = dict(sites=('conv1',), probability=0.15, channel_fraction=0.5, area_range=(0.02, 0.4),
+                aspect_range=(0.3, 1 / 0.3), fill='uniform', mode='paper',
+                official_code_samples=8)  # configs/lfm.py:fashion_mnist
 
 
 def _boxes(key, shape, area_range, aspect_range):
@@ -77,6 +82,40 @@ def local_feature_mask(features: jax.Array, key: jax.Array, *, probability: floa
   return jax.vmap(one)(features, random_utils.per_example_keys(key, batch))
 
 
+def official_code_boxes(key, batch_shape, height: int, width: int, area_range=(0.02, 0.4),
+                        aspect_range=(0.3, 1 / 0.3), tries: int = 100):
+  """(h, w, x1, y1), each of `batch_shape`, drawn as the released code's `CREP(H, W)`.
+
+  Up to `tries` candidates (area ~ U(area_range)·H·W, aspect ~ U(aspect_range), h and w rounded
+  half to even like Python's round); the first with w < W and h < H is kept (the code crashes when
+  none is; here the last is clipped, which has probability < 1e-30 for the defaults). Then
+  x1 ~ U{0..H-h} and y1 ~ U{0..W-w}.
+  """
+  area_key, aspect_key, x1_key, y1_key = jax.random.split(key, 4)
+  shape = (*batch_shape, tries)
+  area = jax.random.uniform(area_key, shape, minval=area_range[0],
+                            maxval=area_range[1]) * height * width
+  aspect = jax.random.uniform(aspect_key, shape, minval=aspect_range[0], maxval=aspect_range[1])
+  h = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
+  w = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+  first = jnp.argmax((h < height) & (w < width), axis=-1)[..., None]
+  h = jnp.minimum(jnp.take_along_axis(h, first, -1)[..., 0], height - 1)
+  w = jnp.minimum(jnp.take_along_axis(w, first, -1)[..., 0], width - 1)
+  x1 = jnp.floor(jax.random.uniform(x1_key, batch_shape) * (height - h + 1)).astype(jnp.int32)
+  y1 = jnp.floor(jax.random.uniform(y1_key, batch_shape) * (width - w + 1)).astype(jnp.int32)
+  return h, w, x1, y1
+
+
+def official_code_stripes(key, batch_shape, height: int, width: int, area_range=(0.02, 0.4),
+                          aspect_range=(0.3, 1 / 0.3)):
+  """(start, stop) rows filled by the code's `x[i][c][y1:y1+h][x1:x1+w] = v`, each of batch_shape.
+
+  The first slice keeps rows [y1, min(y1 + h, H)); the second keeps rows [x1, x1 + w) of those.
+  """
+  h, w, x1, y1 = official_code_boxes(key, batch_shape, height, width, area_range, aspect_range)
+  return y1 + x1, y1 + jnp.minimum(x1 + w, jnp.minimum(h, height - y1))
+
+
 def official_code_mask(features: jax.Array, key: jax.Array, *, probability: float,
                        channel_fraction: float, area_range=(0.02, 0.4),
                        aspect_range=(0.3, 1 / 0.3), fill: str = 'uniform',
@@ -86,9 +125,8 @@ def official_code_mask(features: jax.Array, key: jax.Array, *, probability: floa
   num_draws = round(channel_fraction * channels)
   coin_key, channel_key, box_key, fill_key = jax.random.split(key, 4)
   drawn = jax.random.randint(channel_key, (num_draws,), 0, channels)  # with replacement
-  h, w, top, left = _boxes(box_key, (batch, num_draws, height, width), area_range, aspect_range)
-  # The code's x[i][c][y1:y1+h][x1:x1+w] slices rows twice: rows [top+left, top+min(left+w, h)).
-  start, stop = top + left, top + jnp.minimum(left + w, h)
+  start, stop = official_code_stripes(box_key, (batch, num_draws), height, width, area_range,
+                                      aspect_range)
   rows = jnp.arange(height)[None, None, :]
   stripe = (rows >= start[..., None]) & (rows < stop[..., None])  # (B, draws, H)
   values = (jax.random.uniform(fill_key, (batch, num_draws)) if fill == 'uniform'
@@ -104,7 +142,7 @@ def official_code_mask(features: jax.Array, key: jax.Array, *, probability: floa
   return jnp.where(jnp.any(covered, axis=1)[:, :, None, :], value, features)
 
 
-@FEATURE_MASKS.register('lfm', SCHEMA)
+@FEATURE_MASKS.register('lfm', SCHEMA, defaults=DEFAULTS)
 def lfm(config):
   kwargs = dict(probability=config.probability, channel_fraction=config.channel_fraction,
                 area_range=tuple(config.area_range), aspect_range=tuple(config.aspect_range),

@@ -48,7 +48,8 @@ def orthogonality(probs: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(jnp.stack([jnp.sum(unit[k] * unit[l], -1) for k, l in pairs]), axis=0)
 
 
-@LOSSES.register('mdl', SCHEMA, check=_check)
+@LOSSES.register('mdl', SCHEMA, check=_check,
+                 defaults={'num_subnetworks': 2, 'orthogonality_weight': 1.0})
 def mdl_loss(config, model, targets_fn):
   def loss_fn(params, model_state, batch, key):
     keys = jax.random.split(key, config.num_subnetworks)

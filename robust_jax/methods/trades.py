@@ -26,6 +26,8 @@ SCHEMA: cs.Schema = {
     'norm': cs.one_of(*attacks.NORMS),
     'model_mode': cs.one_of(*MODEL_MODES),
 }
+DEFAULTS = dict(beta=6.0, epsilon=0.1, step_size=0.025, num_steps=10, norm='linf',
+                model_mode='eval')  # configs/fashion_mnist_adversarial.py:trades
 
 
 def _check(config):
@@ -34,12 +36,12 @@ def _check(config):
                          "adversarial examples; use adversary 'none' with loss 'trades'")
 
 
-@LOSSES.register('trades', SCHEMA, check=_check)
+@LOSSES.register('trades', SCHEMA, check=_check, defaults=DEFAULTS)
 def trades_loss(config, model, targets_fn):
   def loss_fn(params, model_state, batch, key):
-    attack_key, clean_key, adversarial_key = jax.random.split(key, 3)
-    logits_fn = attack_logits_fn(model, params, model_state, config.model_mode, attack_key)
-    adversarial = attacks.pgd(logits_fn, batch['image'], batch['label'], attack_key,
+    model_key, start_key, clean_key, adversarial_key = jax.random.split(key, 4)
+    logits_fn = attack_logits_fn(model, params, model_state, config.model_mode, model_key)
+    adversarial = attacks.pgd(logits_fn, batch['image'], batch['label'], start_key,
                               epsilon=config.epsilon, step_size=config.step_size,
                               num_steps=config.num_steps, norm=config.norm, loss='kl')
     clean_logits, model_state = model.apply(params, model_state, batch['image'], train=True,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from robust_jax import config_schema as cs
 from robust_jax.data.specs import DatasetSpec
+from robust_jax.models import preact_resnet
 from robust_jax.models.base import Classifier, FeatureTransform
 from robust_jax.models.cnn import CNN
 from robust_jax.models.mlp import MLP
@@ -18,40 +19,45 @@ _COMMON: cs.Schema = {
     'dropout_rate': cs.real(0.0, 1.0),
     'dropout_sites': cs.sequence_of(cs.text()),
 }
+_COMMON_DEFAULTS = {'dropout_rate': 0.0, 'dropout_sites': ()}
 
 
-@MODELS.register('mlp', {**_COMMON, 'hidden_sizes': cs.sequence_of(cs.integer(1), min_length=1)})
+@MODELS.register('mlp', {**_COMMON, 'hidden_sizes': cs.sequence_of(cs.integer(1), min_length=1)},
+                 defaults={**_COMMON_DEFAULTS, 'hidden_sizes': (256, 256)})
 def _mlp(config, **common):
   return MLP(hidden_sizes=tuple(config.hidden_sizes), **common)
 
 
 @MODELS.register('cnn', {**_COMMON, 'widths': cs.sequence_of(cs.integer(1), min_length=2),
                          'kernel_size': cs.integer(1, 11), 'hidden_size': cs.integer(1),
-                         'batch_norm': cs.boolean()})
+                         'batch_norm': cs.boolean()},
+                 defaults={**_COMMON_DEFAULTS, 'widths': (32, 64), 'kernel_size': 3,
+                           'hidden_size': 256, 'batch_norm': False})
 def _cnn(config, **common):
   return CNN(widths=tuple(config.widths), kernel_size=config.kernel_size,
              hidden_size=config.hidden_size, use_batch_norm=config.batch_norm, **common)
 
 
-@MODELS.register('vgg16', _COMMON)
+@MODELS.register('vgg16', _COMMON, defaults=_COMMON_DEFAULTS)
 def _vgg16(config, **common):
   del config
   return VGG16(**common)
 
 
-@MODELS.register('preact_resnet18', _COMMON)
+@MODELS.register('preact_resnet18',
+                 {**_COMMON, 'shortcut_input': cs.one_of(*preact_resnet.SHORTCUT_INPUTS)},
+                 defaults={**_COMMON_DEFAULTS, 'shortcut_input': 'preactivated'})
 def _preact_resnet18(config, **common):
-  del config
-  return PreActResNet18(**common)
+  return PreActResNet18(shortcut_input=config.shortcut_input, **common)
 
 
-@MODELS.register('wrn28_10', _COMMON)
+@MODELS.register('wrn28_10', _COMMON, defaults=_COMMON_DEFAULTS)
 def _wrn28_10(config, **common):
   del config
   return WideResNet(depth=28, widen_factor=10, **common)
 
 
-@MODELS.register('wrn34_10', _COMMON)
+@MODELS.register('wrn34_10', _COMMON, defaults=_COMMON_DEFAULTS)
 def _wrn34_10(config, **common):
   del config
   return WideResNet(depth=34, widen_factor=10, **common)

@@ -1,4 +1,4 @@
-"""What every robust_jax classifier shares: input normalisation, dropout sites and feature hooks.
+"""What every robust_jax classifier shares: input normalisation, dropout, feature hooks, batch norm.
 
 * Inputs are images in [0, 1] pixel units, (B, H, W, C); the model normalises with the dataset's
   mean/std itself, so attack epsilons are always in pixel units.
@@ -8,9 +8,13 @@
 * Feature hooks: each model names shallow places (`FEATURE_SITES`) where a feature transform
   `fn(features (B, H, W, C), key) -> features` can be inserted by config; it runs in training only,
   with keys from the `feature_mask` RNG stream. Local feature masking (`robust_jax.lfm`) plugs in here.
+* Batch norm (`BatchNorm`) is PyTorch's `nn.BatchNorm2d`: ε = 1e-5, momentum 0.1 (Flax 0.9), the
+  batch normalised with its biased variance, the running variance updated with the unbiased one
+  (`unbiased_running_variance=False` gives Flax's biased update).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -21,6 +25,39 @@ import jax.numpy as jnp
 from robust_jax import random_utils
 
 FeatureTransform = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def per_example_dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+  """Inverted dropout: x / (1 - rate) where kept, 0 elsewhere; example b's mask depends only on
+  (key, b) (`random_utils.per_example_bernoulli`), not on the batch size or device count."""
+  keep = random_utils.per_example_bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+class BatchNorm(nn.BatchNorm):
+  """Flax batch norm whose running variance, like PyTorch's, tracks the unbiased batch variance.
+
+  In training the batch is normalised with its biased variance v = Σ(x - mean)² / n (n = elements
+  per feature: batch × spatial positions, the global batch under data parallelism), and
+    running_var <- momentum · running_var + (1 - momentum) · v · n / (n - 1)
+  when `unbiased_running_variance` (PyTorch), else with v itself (Flax). Features on the last axis.
+  """
+  unbiased_running_variance: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
+    updates_statistics = not self.is_initializing() and not nn.merge_param(
+        'use_running_average', self.use_running_average, use_running_average)
+    if not (updates_statistics and self.unbiased_running_variance):
+      return super().__call__(x, use_running_average)
+    previous = self.get_variable('batch_stats', 'var')
+    y = super().__call__(x, use_running_average)
+    # Flax stored momentum · previous + (1 - momentum) · v; rescale its v term by n / (n - 1).
+    n = x.size // x.shape[-1]
+    batch_term = self.get_variable('batch_stats', 'var') - self.momentum * previous
+    self.put_variable('batch_stats', 'var',
+                      self.momentum * previous + batch_term * (n / max(n - 1, 1)))
+    return y
 
 
 class Classifier(nn.Module):
@@ -34,6 +71,7 @@ class Classifier(nn.Module):
   # ((site, transform), ...): transforms applied at named feature sites in training.
   feature_transforms: Sequence[tuple[str, FeatureTransform]] = ()
   bn_momentum: float = 0.9  # Flax convention: PyTorch momentum 0.1 <-> Flax 0.9.
+  unbiased_running_variance: bool = True  # PyTorch's running-variance update (see `BatchNorm`).
 
   DROPOUT_SITES: ClassVar[tuple[str, ...]] = ()
   FEATURE_SITES: ClassVar[tuple[str, ...]] = ()
@@ -45,9 +83,7 @@ class Classifier(nn.Module):
     """Inverted dropout at `site` if the config enables it there; identity otherwise."""
     if not train or self.dropout_rate == 0.0 or site not in self.dropout_sites:
       return x
-    keep = random_utils.per_example_bernoulli(self.make_rng('dropout'), 1.0 - self.dropout_rate,
-                                              x.shape)
-    return jnp.where(keep, x / (1.0 - self.dropout_rate), 0.0)
+    return per_example_dropout(x, self.dropout_rate, self.make_rng('dropout'))
 
   def feature_hook(self, site: str, x: jax.Array, train: bool) -> jax.Array:
     """Applies the transforms configured at `site` (training only)."""
@@ -56,6 +92,11 @@ class Classifier(nn.Module):
         x = transform(x, self.make_rng('feature_mask'))
     return x
 
-  def batch_norm(self, train: bool, **kwargs) -> nn.BatchNorm:
-    return nn.BatchNorm(use_running_average=not train, momentum=kwargs.pop('momentum',
-                        self.bn_momentum), epsilon=1e-5, **kwargs)
+  def batch_norm(self, train: bool, **kwargs) -> BatchNorm:
+    """PyTorch's BatchNorm2d in this model's mode; `kwargs` override (e.g. momentum) or add."""
+    return self.batch_norm_def(train)(**kwargs)
+
+  def batch_norm_def(self, train: bool) -> Callable[..., BatchNorm]:
+    """The constructor `batch_norm` calls, for submodules that build their own batch norms."""
+    return functools.partial(BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+                             epsilon=1e-5, unbiased_running_variance=self.unbiased_running_variance)

@@ -1,0 +1,144 @@
+"""One workdir, one experiment: the config diff, refusals that write nothing, allowed changes and
+their history, checkpoints kept across reruns, and `runs.load_run`'s errors."""
+import json
+import os
+import shutil
+
+import pytest
+
+from robust_jax import checkpointing, config_schema, runs, train, workdir
+from tests import helpers
+
+
+def _snapshot(directory):
+  """{relative path: (mtime_ns, bytes)} of every file under `directory`."""
+  snapshot = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as f:
+        snapshot[os.path.relpath(path, directory)] = (os.stat(path).st_mtime_ns, f.read())
+  return snapshot
+
+
+def _config_json(path):
+  with open(os.path.join(path, 'config.json')) as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope='module')
+def finished_run(tiny_npz, tmp_path_factory, eight_devices):
+  """(config, workdir) of a finished 1-epoch (8-step) run with checkpoints at steps 5 and 8."""
+  config = helpers.tiny_config(tiny_npz, num_epochs=1)
+  path = str(tmp_path_factory.mktemp('finished') / 'run')
+  train.train_and_evaluate(config, path, devices=eight_devices[:1])
+  assert checkpointing.saved_steps(os.path.join(path, 'checkpoints')) == [5, 8]
+  return config, path
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+  config, path = finished_run
+  copy = str(tmp_path / 'run')
+  shutil.copytree(path, copy)
+  return config.copy_and_resolve_references(), copy
+
+
+def test_config_changes_lists_result_keys_and_skips_neutral_ones():
+  stored = {'seed': 0, 'optimizer': {'learning_rate': 0.001, 'name': 'adam'},
+            'train': {'num_epochs': 3, 'log_every_steps': 50, 'max_checkpoints_to_keep': 2},
+            'model': {'widths': [4, 8]}, 'robustness': {'epsilons': ['0', '0.1']},
+            'distributed': {'process_id': 0}, 'eval': {'batch_size': 1000}}
+  new = json.loads(json.dumps(stored))
+  new['model']['widths'] = (4, 8)  # a tuple equals the list JSON stored
+  assert workdir.config_changes(stored, new) == []
+  new['optimizer']['learning_rate'] = 0.003
+  new['train'].update(num_epochs=5, log_every_steps=1, max_checkpoints_to_keep=9)
+  new['robustness']['epsilons'] = ['8/255']
+  new['distributed']['process_id'] = 1
+  new['eval']['batch_size'] = 10
+  new['train']['num_steps'] = 7
+  changes = workdir.config_changes(stored, new)
+  assert changes == [('optimizer.learning_rate', 0.001, 0.003), ('train.num_epochs', 3, 5),
+                     ('train.num_steps', '(absent)', 7)]
+  assert workdir.describe_changes(changes) == (
+      'optimizer.learning_rate 0.001 -> 0.003, train.num_epochs 3 -> 5, '
+      'train.num_steps (absent) -> 7')
+
+
+def test_changed_config_is_refused_in_one_line_and_touches_nothing(run_copy):
+  config, path = run_copy
+  before = _snapshot(path)
+  config.optimizer.learning_rate = 0.003
+  config.train.num_epochs = 5
+  with pytest.raises(config_schema.ConfigError) as error:
+    train.train_and_evaluate(config, path)
+  assert str(error.value) == (
+      f'workdir {path} holds another experiment: optimizer.learning_rate 0.01 -> 0.003, '
+      'train.num_epochs 1 -> 5; use a new --workdir, or --allow_config_change for keys that keep '
+      'shapes')
+  config.model.widths = (4, 16)  # a shape change: refused even when changes are allowed
+  shape_error = r'model\.widths \[4, 8\] -> \[4, 16\].*change the shapes of the trained arrays'
+  with pytest.raises(workdir.WorkdirError, match=shape_error):
+    train.train_and_evaluate(config, path, allow_config_change=True)
+  assert _snapshot(path) == before
+
+
+def test_neutral_changes_rerun_a_finished_run_without_pruning(run_copy, eight_devices):
+  config, path = run_copy
+  config.train.update(log_every_steps=1, max_checkpoints_to_keep=1, checkpoint_every_minutes=0.0)
+  config.robustness.epsilons = ('0', '8/255')
+  stored = _config_json(path)
+  metrics = _snapshot(path)['metrics.jsonl']
+  results = train.train_and_evaluate(config, path, devices=eight_devices[:1])
+  assert results['steps'] == 8 and _snapshot(path)['metrics.jsonl'] == metrics  # nothing trained
+  assert checkpointing.saved_steps(os.path.join(path, 'checkpoints')) == [5, 8]
+  refreshed = _config_json(path)
+  assert refreshed['robustness']['epsilons'] == ['0', '8/255']  # neutral keys follow the command
+  assert refreshed['train']['max_checkpoints_to_keep'] == 1
+  assert workdir.config_changes(stored, refreshed) == []
+  assert not os.path.exists(os.path.join(path, 'config_history.jsonl'))
+
+
+def test_allowed_change_is_recorded_and_keeps_the_finished_checkpoint(run_copy, eight_devices):
+  config, path = run_copy
+  stored = _config_json(path)
+  config.train.update(num_epochs=2, max_checkpoints_to_keep=1)
+  config.optimizer.learning_rate = 0.003
+  results = train.train_and_evaluate(config, path, devices=eight_devices[:1],
+                                     allow_config_change=True)
+  assert results['steps'] == 16
+  assert _config_json(path)['optimizer'] == stored['optimizer']  # what trained steps 1..8
+  assert workdir.read_history(path) == [{'step': 8, 'changes': {
+      'optimizer.learning_rate': [0.01, 0.003], 'train.num_epochs': [1, 2]}}]
+  assert workdir.read_config(path).optimizer.learning_rate == 0.003
+  # The finished 1-epoch run's checkpoints outlive max_checkpoints_to_keep=1.
+  assert checkpointing.saved_steps(os.path.join(path, 'checkpoints')) == [5, 8, 16]
+  # The changed config is now the workdir's: rerunning it needs no flag and changes nothing.
+  assert train.train_and_evaluate(config, path, devices=eight_devices[:1])['steps'] == 16
+  assert len(workdir.read_history(path)) == 1
+  assert runs.load_config(path).train.num_epochs == 2
+
+
+def test_workdirs_older_than_new_keys_resume_and_unexplained_checkpoints_are_refused(run_copy):
+  config, path = run_copy
+  stored = _config_json(path)
+  del stored['train']['num_steps'], stored['train']['checkpoint_every_minutes']
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    json.dump(stored, f)
+  workdir.claim(path, config, checkpoint_step=8, allow_config_change=False)  # not refused
+  assert workdir.read_config(path).train.num_steps == 0
+  os.remove(os.path.join(path, 'config.json'))
+  with pytest.raises(workdir.WorkdirError, match='has checkpoints but no config.json'):
+    workdir.claim(path, config, checkpoint_step=8, allow_config_change=False)
+
+
+def test_load_run_names_missing_steps_and_non_workdirs(finished_run, tmp_path):
+  _, path = finished_run
+  with pytest.raises(FileNotFoundError) as error:
+    runs.load_run(path, step=999)
+  assert str(error.value) == (f'no checkpoint for step 999 in {path}/checkpoints; '
+                              'available steps: 5, 8')
+  with pytest.raises(FileNotFoundError, match='not a training workdir'):
+    runs.load_run(str(tmp_path))
+  assert os.listdir(tmp_path) == []
