@@ -5,8 +5,9 @@ r"""Adversarial training of PreActResNet-18 on CIFAR-10/100: L∞ ε = 8/255, st
 
 Variants {cifar10,cifar100}_{pgd,fgsm,trades}: PGD-AT (Madry et al.), FGSM-AT with random start and
 step 1.25 ε (Wong et al. 2020), TRADES β = 6. Standard recipe (SGD 0.1, weight decay 5e-4, 200
-epochs, ×0.1 at 100 and 150); attacks run with batch norm in training mode (batch statistics, not
-updated), as most PyTorch AT code does.
+epochs, ×0.1 at 100 and 150). PGD-AT and FGSM-AT craft their examples with batch norm in training
+mode (batch statistics, not updated), as most PyTorch AT code does; TRADES crafts them in eval mode
+(running statistics), as the TRADES reference code does.
 """
 from robust_jax import config_defaults
 

@@ -32,7 +32,6 @@ from absl import app, flags  # noqa: E402
 from experiments import reference_steps  # noqa: E402
 from robust_jax import data, objectives, optim, sharding, train_state, train_step  # noqa: E402
 from robust_jax import validation  # noqa: E402
-from robust_jax.data import pipeline  # noqa: E402
 from robust_jax.models import build_model  # noqa: E402
 from robust_jax.runs import config_name, load_config_file  # noqa: E402
 
@@ -59,8 +58,7 @@ def benchmark(config, rounds: int, steps: int) -> dict:
   batch_size = config.train.batch_size
   model = build_model(config.model, spec, objectives.build_feature_transforms(config))
   optimizer, _ = optim.make_optimizer(config.optimizer, 100, 10_000)
-  augment_fn = pipeline.make_augment_fn(data.augmentation_for(config.dataset),
-                                        config.dataset.crop_padding)
+  augment_fn = data.augment_fn_for(config.dataset)
   rng = np.random.default_rng(0)
   batch = jax.device_put(
       {'image': rng.integers(0, 256, (batch_size, *spec.image_shape), np.uint8),

@@ -12,7 +12,8 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = dict(name='fashion_mnist', source='idx', path='/usr/share/datasets/fashion-mnist',
-                   download=False, augmentation='default', crop_padding=4)
+                   download=False, augmentation='default', crop_padding=4, crop_fill=0,
+                   autoaugment='none', cutout_length=0)
   c.model = dict(name='cnn', dropout_rate=0.0, dropout_sites=(), widths=(32, 64), kernel_size=3,
                  hidden_size=256, batch_norm=False)
   c.targets = dict(name='one_hot')
@@ -53,7 +54,7 @@ def cifar_config(dataset: str, model: str, **model_overrides) -> ml_collections.
   batch 128, 200 epochs, learning rate ×0.1 at epochs 100 and 150; L∞ evaluation up to 8/255."""
   c = default_config()
   c.dataset = dict(name=dataset, source='tfds', path='', download=False, augmentation='default',
-                   crop_padding=4)
+                   crop_padding=4, crop_fill=128, autoaugment='none', cutout_length=0)
   c.model = plain_model(model, **model_overrides)
   c.optimizer = dict(name='sgd', learning_rate=0.1, momentum=0.9, nesterov=True,
                      weight_decay=5e-4, grad_clip_norm=0.0, schedule='piecewise',
@@ -63,6 +64,52 @@ def cifar_config(dataset: str, model: str, **model_overrides) -> ml_collections.
                  max_checkpoints_to_keep=2, log_grad_norm=False)
   c.robustness.epsilons = ('0', '2/255', '4/255', '8/255')
   c.robustness.large_epsilon = '64/255'
+  return c
+
+
+# The AMP paper's result tables (papers.md 1.6): PreActResNet-18 and VGG-16 with standard
+# augmentation, WRN-28-10 without (vanilla), with Cutout, and with AutoAugment + Cutout.
+AMP_TABLE_DATASETS = ('svhn', 'cifar10', 'cifar100')
+AMP_TABLE_MODELS = ('preact_resnet18', 'vgg16')
+WRN_AUGMENTATIONS = ('vanilla', 'cutout', 'autoaugment')
+AMP_TABLE_VARIANTS = tuple(
+    [f'{d}_{m}' for d in AMP_TABLE_DATASETS for m in AMP_TABLE_MODELS]
+    + [f'{d}_wrn28_10_{a}' for d in AMP_TABLE_DATASETS for a in WRN_AUGMENTATIONS])
+CUTOUT_LENGTH = {'cifar10': 16, 'cifar100': 8, 'svhn': 20}  # the official data_utils.py
+
+
+def amp_table_variant(variant: str) -> tuple[str, str, str]:
+  """'cifar10_wrn28_10_cutout' -> ('cifar10', 'wrn28_10', 'cutout'); 'svhn_vgg16' -> ('svhn',
+  'vgg16', 'standard')."""
+  dataset, model = variant.split('_', 1)
+  if model.startswith('wrn28_10_'):
+    return dataset, 'wrn28_10', model.removeprefix('wrn28_10_')
+  return dataset, model, 'standard'
+
+
+def amp_recipe(dataset: str, model: str, augmentation: str = 'standard'
+               ) -> ml_collections.ConfigDict:
+  """The official AMP trainer's recipe, for ERM and AMP alike (papers.md 1.3, 1.4).
+
+  SGD 0.1 (momentum 0.9, Nesterov, coupled weight decay 1e-4), batch 50, 200 epochs, ×0.1 at 100
+  and 150, gradient clipping at global norm 50 for every method (ERM included), test accuracy every
+  epoch (the code reports the best epoch; results.json keeps best and last). Data: random crop
+  padded with 128 (CIFAR: 4 pixels + flip; SVHN: 2 pixels, no flip); 'vanilla' = 'standard';
+  'cutout' adds Cutout (C10 16, C100 8, SVHN 20 pixels); 'autoaugment' adds the dataset's
+  AutoAugment policy and Cutout (on SVHN the policy replaces the crop, as the official code).
+  Differences that remain: the last partial batch of each epoch is dropped (the code keeps it).
+  """
+  c = cifar_config(dataset, model)
+  c.train.update(batch_size=50, eval_every_epochs=1)
+  c.optimizer.update(weight_decay=1e-4, grad_clip_norm=50.0)
+  if dataset == 'svhn':
+    c.dataset.crop_padding = 2
+  if augmentation in ('cutout', 'autoaugment'):
+    c.dataset.cutout_length = CUTOUT_LENGTH[dataset]
+  if augmentation == 'autoaugment':
+    c.dataset.autoaugment = 'svhn' if dataset == 'svhn' else 'cifar10'
+    if dataset == 'svhn':
+      c.dataset.augmentation = 'none'
   return c
 
 

@@ -42,6 +42,17 @@ class MetricWriter:
       self._tensorboard.close()
 
 
+def logged_values(workdir: str, name: str, up_to_step: int) -> list[tuple[int, float]]:
+  """[(step, value)] of metric `name` (e.g. 'test/accuracy') logged in `metrics.jsonl` at steps <=
+  `up_to_step`, in file order; [] when there is no such file."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    records = [json.loads(line) for line in f if _step_of(line) <= up_to_step]
+  return [(r['step'], r[name]) for r in records if r.get(name) is not None]
+
+
 def _drop_lines_after(path: str, step: int) -> None:
   """Rewrites the JSON-lines file `path` (if any) without records whose 'step' exceeds `step` and
   without lines that are not complete JSON records."""

@@ -62,8 +62,10 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
                        devices=None, allow_config_change: bool = False) -> dict:
   """Trains `config` in `workdir` and returns the final clean test metrics.
 
-  Returns {'test_accuracy', 'test_loss', 'steps', 'epochs', 'num_test_examples', 'devices'} (also
-  written to results.json), or {'stopped_at_step': step} when the run stopped early with a
+  Returns {'test_accuracy', 'test_loss' (at the last step), 'best_test_accuracy',
+  'best_test_step' (over every evaluation of the run, resumed parts included: the AMP code reports
+  the best epoch), 'steps', 'epochs', 'num_test_examples', 'devices'} (also written to
+  results.json), or {'stopped_at_step': step} when the run stopped early with a
   checkpoint at `step`, plus 'signal': 'SIGTERM' or 'SIGINT' when a signal stopped it.
 
   devices: the devices to train on (default: every device of every host).
@@ -104,8 +106,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
   step_fn = train_step.make_train_step(
       objectives.build_loss_fn(config, model, spec.num_classes), optimizer,
-      pipeline.make_augment_fn(data.augmentation_for(config.dataset),
-                               config.dataset.crop_padding),
+      data.augment_fn_for(config.dataset),
       step_key, mesh, config.train.log_grad_norm)
   evaluate = clean_accuracy.make_clean_eval_fn(model, mesh)
   epoch_batches = pipeline.make_epoch_batches_fn(mesh, train_split.num_examples, batch_size)
@@ -132,6 +133,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   checkpoint_seconds = 60.0 * config.train.checkpoint_every_minutes
   last_save = time.monotonic()
   eval_metrics = batches = batches_epoch = None
+  # (step, test accuracy) of every evaluation: those logged before this invocation, then its own.
+  evaluations = metric_writer.logged_values(workdir, 'test/accuracy', up_to_step=step)
   with preemption.StopSignals() as signals:  # also while the last checkpoint is written
     try:
       while step < total_steps:
@@ -163,6 +166,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
           eval_metrics = {k: float(v) for k, v in
                           evaluate(state.params, state.model_state, test_batches).items()}
           writer.write(step, eval_metrics, prefix='test')
+          evaluations.append((step, eval_metrics['accuracy']))
           progress.write(f'epoch {step / steps_per_epoch:g}: test accuracy '
                          f'{eval_metrics["accuracy"]:.4f}, test loss {eval_metrics["loss"]:.4f}')
         if (step % config.train.checkpoint_every_steps == 0 or step == total_steps
@@ -181,7 +185,10 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   if eval_metrics is None:  # the run had already finished: evaluate the restored state
     eval_metrics = {k: float(v) for k, v in
                     evaluate(state.params, state.model_state, test_batches).items()}
+    evaluations = evaluations or [(step, eval_metrics['accuracy'])]
+  best_step, best_accuracy = max(evaluations, key=lambda e: e[1])
   results = {'test_accuracy': eval_metrics['accuracy'], 'test_loss': eval_metrics['loss'],
+             'best_test_accuracy': best_accuracy, 'best_test_step': best_step,
              'steps': step, 'epochs': step / steps_per_epoch,
              'num_test_examples': len(splits.test), 'devices': mesh.size}
   if jax.process_index() == 0:

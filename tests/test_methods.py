@@ -243,6 +243,14 @@ def test_class_similarity_bad_matrix_is_a_clear_error(tmp_path):
     class_similarity.class_similarity_targets(section, 10)
 
 
+def test_class_similarity_with_mass_on_the_diagonal_is_a_clear_error(tmp_path):
+  path = str(tmp_path / 'diagonal.npy')
+  np.save(path, np.full((10, 10), 0.1))  # rows sum to 1, but the true class has 0.1 of it
+  section = ml_collections.ConfigDict(dict(name='class_similarity', matrix_path=path, alpha=0.1))
+  with pytest.raises(ConfigError, match=r'the diagonal must be 0 \(largest entry 0.1\)'):
+    class_similarity.class_similarity_targets(section, 10)
+
+
 def test_shipped_fashion_mnist_similarity_is_valid():
   from configs import class_similarity as config_file
   matrix = class_similarity.load_similarity(config_file.FASHION_MNIST_MATRIX, 10)

@@ -55,9 +55,16 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny_npz, tmp_path, eight_
   jax.tree.map(np.testing.assert_array_equal, _final_params(str(tmp_path / 'whole')),
                _final_params(resumed_dir))
   assert resumed['test_accuracy'] == whole['test_accuracy']
+  # The best evaluation spans both parts of the resumed run (one evaluation per epoch).
+  logged = [(m['step'], m['test/accuracy']) for m in _metrics(resumed_dir) if 'test/accuracy' in m]
+  assert [step for step, _ in logged] == [8, 16]
+  best_step, best = max(logged, key=lambda e: e[1])
+  assert (resumed['best_test_step'], resumed['best_test_accuracy']) == (best_step, best)
+  assert resumed['best_test_accuracy'] == whole['best_test_accuracy'] >= whole['test_accuracy']
   # Rerunning a finished run trains nothing and reports the same result.
   again = train.train_and_evaluate(config, resumed_dir, devices=devices)
   assert again['test_accuracy'] == whole['test_accuracy']
+  assert again['best_test_accuracy'] == whole['best_test_accuracy']
 
 
 def test_tiny_run_learns_and_writes_its_workdir(tiny_npz, tmp_path, eight_devices):

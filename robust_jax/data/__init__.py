@@ -1,7 +1,13 @@
-"""Datasets: three host-side sources (IDX folder, TFDS, npz) and the on-device pipeline."""
+"""Datasets: three host-side sources (IDX folder, TFDS, npz) and the on-device pipeline.
+
+`config.dataset` also configures training augmentation (`pipeline` module docstring): `augmentation`
+('default' = the dataset's own, 'none', 'crop', 'crop_flip') with `crop_padding` and `crop_fill`,
+`autoaugment` ('none', 'cifar10', 'svhn') and `cutout_length` (0 = off).
+"""
 from __future__ import annotations
 
 from robust_jax import config_schema as cs
+from robust_jax.data import autoaugment, pipeline
 from robust_jax.data.arrays import DatasetError, Split, Splits
 from robust_jax.data.idx import load_idx_folder
 from robust_jax.data.npz import load_npz
@@ -9,7 +15,7 @@ from robust_jax.data.specs import SPECS, DatasetSpec
 from robust_jax.data.tfds_source import load_tfds
 
 SOURCES = ('idx', 'tfds', 'npz')
-AUGMENTATIONS = ('default', 'none', 'crop_flip')
+AUGMENTATIONS = ('default', *pipeline.CROP_AUGMENTATIONS)
 
 SCHEMA: cs.Schema = {
     'name': cs.one_of(*SPECS),
@@ -19,6 +25,9 @@ SCHEMA: cs.Schema = {
     'download': cs.boolean(),  # tfds only: download and prepare if missing (needs TensorFlow)
     'augmentation': cs.one_of(*AUGMENTATIONS),  # 'default' = the dataset's standard augmentation
     'crop_padding': cs.integer(0, 16),
+    'crop_fill': cs.integer(0, 255),  # uint8 value of the crop's padding (AMP reference: 128)
+    'autoaugment': cs.one_of('none', *autoaugment.POLICIES),
+    'cutout_length': cs.integer(0),  # side of the Cutout square; 0 = off
 }
 
 
@@ -30,6 +39,13 @@ def augmentation_for(dataset_config) -> str:
   if dataset_config.augmentation == 'default':
     return spec_for(dataset_config).default_augmentation
   return dataset_config.augmentation
+
+
+def augment_fn_for(dataset_config):
+  """The training augmentation `fn(uint8 images, key) -> float32 in [0, 1]` the config names."""
+  return pipeline.make_augment_fn(
+      augmentation_for(dataset_config), dataset_config.crop_padding, dataset_config.crop_fill,
+      dataset_config.cutout_length, dataset_config.autoaugment)
 
 
 def load_splits(dataset_config) -> Splits:
@@ -55,4 +71,4 @@ def load_splits(dataset_config) -> Splits:
 
 
 __all__ = ['DatasetError', 'DatasetSpec', 'SCHEMA', 'SPECS', 'Split', 'Splits',
-           'augmentation_for', 'load_splits', 'spec_for']
+           'augment_fn_for', 'augmentation_for', 'load_splits', 'spec_for']

@@ -24,6 +24,7 @@ DOWNLOAD_URLS = {
     'fashion_mnist': 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',
     'cifar10': 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz',
     'cifar100': 'https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz',
+    'svhn_cropped': 'http://ufldl.stanford.edu/housenumbers/',
 }
 CONNECT_TIMEOUT_S = 3.0
 

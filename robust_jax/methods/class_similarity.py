@@ -40,6 +40,11 @@ def load_similarity(path: str, num_classes: int) -> np.ndarray:
                          f'({num_classes}, {num_classes})')
   if not np.allclose(matrix.sum(1), 1.0, atol=1e-4) or matrix.min() < 0:
     raise cs.ConfigError(f'config.targets.matrix_path={path!r}: rows must be probability vectors')
+  if np.abs(np.diag(matrix)).max() > 1e-6:
+    raise cs.ConfigError(
+        f'config.targets.matrix_path={path!r}: the diagonal must be 0 (largest entry '
+        f'{np.abs(np.diag(matrix)).max():.4g}); S̃ holds only the other classes, the true class '
+        'gets 1 - alpha through S = (1 - alpha) I + alpha S̃')
   return matrix
 
 
