@@ -14,6 +14,7 @@ from robust_jax import checkpointing, data, objectives, optim, sharding, train, 
 from robust_jax import train_step
 from robust_jax.data import pipeline
 from robust_jax.models import build_model
+from robust_jax.runs import load_config_file
 from tests import helpers
 
 
@@ -99,6 +100,18 @@ def test_tfds_mock_data_end_to_end(tmp_path, eight_devices):
     results = train.train_and_evaluate(config, str(tmp_path / 'tfds'), devices=eight_devices[:1])
   assert results['steps'] == 3 and results['num_test_examples'] == 24
   assert 0.0 <= results['test_accuracy'] <= 1.0 and np.isfinite(results['test_loss'])
+
+
+def test_an_amp_table_recipe_runs_end_to_end_on_tfds_mock_data(tmp_path, eight_devices):
+  """SVHN through TFDS with the official AutoAugment + Cutout and AMP, the model made tiny."""
+  config = load_config_file('configs/amp.py:svhn_wrn28_10_autoaugment')
+  config.model = helpers.tiny_config('').model
+  config.train.update(batch_size=8, num_epochs=1)
+  config.eval.batch_size = 8
+  with tfds.testing.mock_data(num_examples=16):
+    results = train.train_and_evaluate(config, str(tmp_path / 'svhn'), devices=eight_devices[:1])
+  assert results['steps'] == 2 and results['num_test_examples'] == 16
+  assert np.isfinite(results['test_loss'])
 
 
 @pytest.mark.parametrize('log_grad_norm', [False, True])
