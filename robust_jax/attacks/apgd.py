@@ -9,9 +9,12 @@ At each checkpoint η is halved and the iterate restarts from the best point so 
 (1) the loss increased in at most ρ = 0.75 of the steps since the last checkpoint, or
 (2) η was not reduced at the last checkpoint and the best loss has not improved since.
 Checkpoint intervals follow the reference implementation: the first after max(⌊0.22 N⌋, 1) steps,
-then each ⌊0.03 N⌋ shorter, down to ⌊0.06 N⌋. Differences from the reference code: the increase count
-of the first interval compares against the starting loss (the reference compares the first step to
-an unset zero entry). Returns a misclassified point where one was found, else the highest-loss point.
+then each ⌊0.03 N⌋ shorter, down to ⌊0.06 N⌋; condition (1) uses <= like the reference code (the
+paper writes <). Differences from the reference code (fra31/auto-attack): the increase count of the
+first interval compares against the starting loss (the reference compares the first step to an
+unset zero entry); the random start is uniform in the ε-ball (the reference starts on its surface:
+x + ε t / ||t||); a run that never misclassifies returns its highest-loss point (the reference
+returns the clean image). Returns a misclassified point where one was found.
 """
 from __future__ import annotations
 
