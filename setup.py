@@ -29,5 +29,6 @@ setup(
         # Preparing (downloading) TFDS datasets needs TensorFlow; the CPU build never takes the GPU.
         'tfds': ['tensorflow-cpu>=2.21'],
         'test': ['pytest>=8', 'pytest-xdist>=3.6', 'hypothesis>=6.100'],
+        'docs': ['pdoc>=16'],
     },
 )

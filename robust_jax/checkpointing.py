@@ -7,6 +7,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+__all__ = ['Checkpointer', 'saved_steps']
+
 
 def saved_steps(directory: str) -> list[int]:
   """The steps of the finished checkpoints in `directory`, ascending; reads only, writes nothing."""

@@ -9,6 +9,8 @@ from robust_jax import losses, sharding
 from robust_jax.data.pipeline import to_unit_float
 from robust_jax.models import ModelFns
 
+__all__ = ['make_clean_eval_fn']
+
 
 def make_clean_eval_fn(model: ModelFns, mesh: Mesh):
   """Returns jitted `fn(params, model_state, batches) -> {'accuracy', 'loss'}` (eval mode).

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import ml_collections
 
+__all__ = ['AMP_TABLE_DATASETS', 'AMP_TABLE_MODELS', 'AMP_TABLE_VARIANTS', 'CUTOUT_LENGTH',
+           'WRN_AUGMENTATIONS', 'amp_recipe', 'amp_table_variant', 'cifar_config', 'cnn_model',
+           'default_config', 'parse_variant', 'plain_model']
+
 
 def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()

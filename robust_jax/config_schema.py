@@ -17,6 +17,9 @@ from typing import Any
 
 import ml_collections
 
+__all__ = ['ConfigError', 'Field', 'Schema', 'boolean', 'check_section', 'integer', 'one_of',
+           'positive_real', 'probability', 'real', 'sequence_of', 'text']
+
 
 class ConfigError(ValueError):
   """A config value is missing, unknown, of the wrong type or out of range."""

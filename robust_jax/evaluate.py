@@ -20,6 +20,8 @@ from absl import app, flags, logging
 from robust_jax import checkpointing, config_schema, data, json_utils, robustness
 from robust_jax.runs import load_run
 
+__all__ = ['main']
+
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints).')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'A checkpoint directory W/checkpoints/STEP.')
 _EPSILONS = flags.DEFINE_list('epsilons', None, "Override robustness.epsilons, e.g. '0,8/255'.")

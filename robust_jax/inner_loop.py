@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import jax
 
+__all__ = ['inner_loop']
+
 Carry = TypeVar('Carry')
 
 

@@ -19,6 +19,8 @@ from absl import app, flags, logging
 from robust_jax import config_overrides, config_schema, runs, train
 from robust_jax.data import DatasetError
 
+__all__ = ['load_config', 'main']
+
 _CONFIG = flags.DEFINE_string('config', None, "Experiment config file, 'configs/x.py[:variant]'; "
                               'override its values with --config.KEY=VALUE.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for config, metrics and checkpoints.')

@@ -8,6 +8,8 @@ import jax
 
 from robust_jax import json_utils
 
+__all__ = ['MetricWriter', 'logged_values']
+
 
 class MetricWriter:
   """Only process 0 writes; the other processes of a multi-host run discard.

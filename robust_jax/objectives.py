@@ -27,6 +27,10 @@ import jax
 from robust_jax import registry
 from robust_jax.models import FeatureTransform, ModelFns, ModelState, Params
 
+__all__ = ['ADVERSARIES', 'Batch', 'FEATURE_MASKS', 'LOSSES', 'LossAux', 'LossFn', 'SECTIONS',
+           'TARGETS', 'TargetsFn', 'WEIGHT_PERTURBATIONS', 'build_feature_transforms',
+           'build_loss_fn', 'loss_with_gradient']
+
 Batch = dict[str, jax.Array]
 TargetsFn = Callable[[jax.Array], jax.Array]  # labels (B,) -> target probabilities (B, C)
 

@@ -10,6 +10,8 @@ import optax
 
 from robust_jax import config_schema as cs
 
+__all__ = ['SCHEDULES', 'SCHEMA', 'make_optimizer', 'make_schedule']
+
 SCHEDULES = ('constant', 'cosine', 'piecewise', 'onecycle')
 
 SCHEMA: cs.Schema = {

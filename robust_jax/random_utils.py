@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+__all__ = ['per_example_bernoulli', 'per_example_keys']
+
 
 def per_example_keys(key: jax.Array, batch_size: int) -> jax.Array:
   """(batch_size,) keys; entry b is `fold_in(key, b)`."""

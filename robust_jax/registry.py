@@ -14,6 +14,8 @@ from typing import Any, Generic, TypeVar
 
 from robust_jax import config_schema
 
+__all__ = ['Entry', 'Registry']
+
 Builder = TypeVar('Builder', bound=Callable[..., Any])
 
 

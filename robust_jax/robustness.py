@@ -23,6 +23,10 @@ from robust_jax import config_schema as cs
 from robust_jax.data import pipeline
 from robust_jax.methods.adversarial_training import MODEL_MODES
 
+__all__ = ['ATTACKS', 'SCHEMA', 'WORST_CASE', 'attack_labels', 'attack_settings', 'describe',
+           'eval_batch_size', 'evaluate', 'make_batch_fn', 'markdown_table', 'parse_epsilon',
+           'plot', 'sanity_checks', 'sanity_report']
+
 ATTACKS = ('fgsm', 'pgd', 'apgd_ce', 'apgd_dlr')
 WORST_CASE = 'worst case'
 

@@ -11,6 +11,8 @@ from robust_jax import data, sharding, validation, workdir as workdir_lib
 from robust_jax.checkpointing import Checkpointer, saved_steps
 from robust_jax.models import build_model
 
+__all__ = ['config_name', 'load_config', 'load_config_file', 'load_run']
+
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """The config of 'configs/x.py:variant' (variant optional), as `--config` of robust_jax.main."""

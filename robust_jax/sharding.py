@@ -8,6 +8,8 @@ from __future__ import annotations
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+__all__ = ['DATA_AXIS', 'batch_sharded', 'make_mesh', 'maybe_initialize_distributed', 'replicated']
+
 DATA_AXIS = 'data'
 
 

@@ -27,6 +27,8 @@ from robust_jax import workdir as workdir_lib
 from robust_jax.data import pipeline
 from robust_jax.models import build_model
 
+__all__ = ['NonFiniteLossError', 'train_and_evaluate']
+
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss; the last good checkpoint is kept."""

@@ -10,6 +10,8 @@ import optax
 
 from robust_jax.models import ModelFns, ModelState, Params
 
+__all__ = ['TrainState', 'init_train_state']
+
 
 @flax.struct.dataclass
 class TrainState:

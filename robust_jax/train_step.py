@@ -22,6 +22,8 @@ from robust_jax.train_state import TrainState
 
 AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]  # (uint8 images, key) -> float images
 
+__all__ = ['AugmentFn', 'make_train_step']
+
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                     augment_fn: AugmentFn, step_key: jax.Array, mesh: Mesh,

@@ -10,6 +10,9 @@ from robust_jax import config_schema as cs
 from robust_jax import data, models, objectives, optim, robustness
 from robust_jax import methods  # noqa: F401  (registers every method)
 
+__all__ = ['DISTRIBUTED_SCHEMA', 'EVAL_SCHEMA', 'PLAIN_SECTIONS', 'TOP_LEVEL', 'TRAIN_SCHEMA',
+           'validate_config']
+
 TRAIN_SCHEMA: cs.Schema = {
     'batch_size': cs.integer(1),  # global batch, split over all devices
     'num_epochs': cs.integer(1),

@@ -2,11 +2,12 @@
 
 The reference (`experiments/reference_steps.py`) is written without robust_jax's objectives, losses,
 attacks or registries, and follows the library's documented randomness contract, so both must give
-the same numbers: the loss, the gradient and the new batch-norm statistics of the objective, and
-the parameters, statistics and optimizer state after two full train steps (augmentation, per-step
-keys, dropout, feature masks, attack starts, DropAttack masks all lined up). The model has batch
-norm and dropout; the optimizer is SGD with momentum and weight decay, which (unlike Adam) passes a
-wrong gradient scale on to the parameters.
+the same numbers, step for step: the loss, the gradient, the new batch-norm statistics, the
+parameters and the optimizer state, over two full train steps (augmentation, per-step keys,
+dropout, feature masks, attack starts, DropAttack masks all lined up). The model has batch norm and
+dropout. The optimizer is SGD with momentum (which, unlike Adam, passes a wrong gradient scale on
+to the parameters): its momentum buffer after the first step is the gradient itself, so comparing
+optimizer states compares gradients.
 """
 import chex
 import jax
@@ -27,7 +28,7 @@ def _base():
   config = helpers.tiny_config('unused.npz')
   config.model.update(widths=(3, 4), hidden_size=8, batch_norm=True, dropout_rate=0.25,
                       dropout_sites=('classifier',))
-  config.optimizer.update(name='sgd', learning_rate=0.5, momentum=0.9, weight_decay=1e-3,
+  config.optimizer.update(name='sgd', learning_rate=0.5, momentum=0.9, weight_decay=0.0,
                           schedule='constant')
   return config
 
@@ -121,11 +122,6 @@ CASES = {
 }
 
 
-def _batch():
-  images, labels = helpers.quadrant_images(8, seed=3)
-  return images, labels
-
-
 def _close(actual, expected):
   chex.assert_trees_all_close(actual, expected, rtol=2e-4, atol=2e-6)
 
@@ -139,24 +135,10 @@ def test_train_step_matches_hand_written_step(name, eight_devices):
   augment = pipeline.make_augment_fn('crop_flip', 2)
   mesh = sharding.make_mesh(eight_devices[:1])
   state = train_state.init_train_state(model, optimizer, jax.random.key(0), SPEC.image_shape)
-  images, labels = _batch()
-
-  # The objective at step 0: loss, gradient and new batch-norm statistics.
-  augment_key, loss_key = jax.random.split(jax.random.fold_in(STEP_KEY, 0))
-  x = augment(images, augment_key)
-  library_loss_fn = objectives.build_loss_fn(config, model, SPEC.num_classes)
-  (loss, aux), grads = jax.jit(jax.value_and_grad(library_loss_fn, has_aux=True))(
-      state.params, state.model_state, {'image': x, 'label': labels}, loss_key)
-  hand_loss, hand_grads, hand_state = jax.jit(
-      reference_steps.objective(config, model.module, SPEC.num_classes))(
-          state.params, state.model_state, x, labels, loss_key)
-  np.testing.assert_allclose(loss, hand_loss, rtol=2e-5)
-  _close(grads, hand_grads)
-  _close(aux.model_state, hand_state)
-  assert float(optax_norm(hand_grads)) > 0
-
-  # Two full train steps: parameters, statistics, optimizer state and logged losses.
-  library_step = train_step.make_train_step(library_loss_fn, optimizer, augment, STEP_KEY, mesh)
+  images, labels = helpers.quadrant_images(8, seed=3)
+  library_step = train_step.make_train_step(
+      objectives.build_loss_fn(config, model, SPEC.num_classes), optimizer, augment, STEP_KEY,
+      mesh)
   hand_step = jax.jit(reference_steps.train_step(config, model.module, SPEC.num_classes,
                                                  optimizer, augment))
   hand = (state.params, state.model_state, state.opt_state)
@@ -165,13 +147,12 @@ def test_train_step_matches_hand_written_step(name, eight_devices):
     library_state, metrics = library_step(library_state, {'image': images, 'label': labels})
     *hand, hand_loss = hand_step(*hand, images, labels, jax.random.fold_in(STEP_KEY, step))
     np.testing.assert_allclose(metrics['loss'], hand_loss, rtol=2e-5)
-  _close(library_state.params, hand[0])
-  _close(library_state.model_state, hand[1])
-  _close(library_state.opt_state, hand[2])
-
-
-def optax_norm(tree):
-  return np.sqrt(sum(np.sum(np.square(leaf)) for leaf in jax.tree.leaves(tree)))
+    _close(library_state.opt_state, hand[2])  # after step 0: the momentum buffer = the gradient
+    _close(library_state.model_state, hand[1])
+    _close(library_state.params, hand[0])
+    if step == 0:
+      first_gradient = jax.tree.leaves(hand[2])
+      assert sum(float(np.abs(g).sum()) for g in first_gradient) > 0
 
 
 def test_the_cases_cover_every_registered_component():

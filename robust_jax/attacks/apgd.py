@@ -25,6 +25,8 @@ import numpy as np
 from robust_jax.attacks import arguments, attack_losses, restarts as restarts_lib, threat_model
 from robust_jax.attacks.pgd import LogitsFn
 
+__all__ = ['APGD_LOSSES', 'apgd', 'checkpoint_schedule']
+
 APGD_LOSSES = ('ce', 'margin', 'dlr')
 
 

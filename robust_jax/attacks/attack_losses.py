@@ -15,6 +15,8 @@ import jax.numpy as jnp
 
 from robust_jax import losses
 
+__all__ = ['ATTACK_LOSSES', 'ce', 'dlr', 'get', 'kl', 'margin', 'success']
+
 ATTACK_LOSSES = ('ce', 'margin', 'dlr', 'kl')
 
 

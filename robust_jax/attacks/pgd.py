@@ -16,6 +16,8 @@ import jax
 
 from robust_jax.attacks import arguments, attack_losses, restarts as restarts_lib, threat_model
 
+__all__ = ['LogitsFn', 'fgsm', 'pgd']
+
 LogitsFn = Callable[[jax.Array], jax.Array]
 
 

@@ -6,6 +6,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+__all__ = ['AttackRun', 'best_of_restarts', 'more_damaging']
+
 # run(key) -> (adversarial (B, ...), success (B,) bool, loss (B,))
 AttackRun = Callable[[jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+__all__ = ['NORMS', 'ascent_direction', 'distance', 'project', 'random_start']
+
 NORMS = ('linf', 'l2')
 _TINY = 1e-12
 

@@ -5,6 +5,8 @@ import dataclasses
 
 import numpy as np
 
+__all__ = ['DatasetError', 'Split', 'Splits']
+
 
 class DatasetError(RuntimeError):
   """A dataset is missing or malformed; the message says how to get it."""

@@ -13,6 +13,8 @@ import numpy as np
 
 from robust_jax.data.arrays import DatasetError, Split, Splits
 
+__all__ = ['load_idx_folder', 'read_idx']
+
 _IDX_UBYTE = 0x08
 _FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
           'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}

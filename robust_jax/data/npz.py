@@ -10,6 +10,8 @@ import numpy as np
 
 from robust_jax.data.arrays import DatasetError, Split, Splits
 
+__all__ = ['KEYS', 'load_npz']
+
 KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
 
 

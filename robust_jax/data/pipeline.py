@@ -36,6 +36,10 @@ from robust_jax.data import autoaugment
 from robust_jax.data.arrays import Split
 from robust_jax.sharding import DATA_AXIS
 
+__all__ = ['CROP_AUGMENTATIONS', 'DeviceSplit', 'cutout', 'make_augment_fn',
+           'make_epoch_batches_fn', 'make_eval_batches', 'put_split', 'random_crop',
+           'random_crop_flip', 'random_flip', 'steps_per_epoch', 'to_unit_float']
+
 
 @dataclasses.dataclass(frozen=True)
 class DeviceSplit:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+__all__ = ['DatasetSpec', 'SPECS']
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:

@@ -18,6 +18,8 @@ import numpy as np
 
 from robust_jax.data.arrays import DatasetError, Split, Splits
 
+__all__ = ['CONNECT_TIMEOUT_S', 'DOWNLOAD_URLS', 'load_tfds']
+
 # Where TFDS 4.9 downloads each dataset from (the URLs in its builders).
 DOWNLOAD_URLS = {
     'mnist': 'https://storage.googleapis.com/cvdf-datasets/mnist/',

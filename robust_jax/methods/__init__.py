@@ -1,9 +1,28 @@
-"""Every method registers itself in `robust_jax.objectives` when imported here; one file each."""
-from robust_jax.methods import adversarial_training  # noqa: F401
-from robust_jax.methods import amp  # noqa: F401
-from robust_jax.methods import class_similarity  # noqa: F401
-from robust_jax.methods import dropattack  # noqa: F401
-from robust_jax.methods import erm  # noqa: F401
-from robust_jax.methods import lfm  # noqa: F401
-from robust_jax.methods import mdl  # noqa: F401
-from robust_jax.methods import trades  # noqa: F401
+"""One module per method, each in two layers: pure functions below, a config adapter above.
+
+    module                pure functions (any JAX model, no config)       adapters (config)
+    adversarial_training  attack, then your loss (robust_jax.attacks)     pgd_adversary, ...
+    amp                   perturbation, project                           amp
+    class_similarity      targets, similarity_targets_matrix              class_similarity_targets
+    dropattack            gradient                                        dropattack
+    erm                   robust_jax.losses.soft_cross_entropy            cross_entropy_loss, ...
+    lfm                   mask, local_feature_mask, official_code_mask    lfm
+    mdl                   loss, terms, orthogonality                      mdl_loss
+    trades                loss, adversarial_examples, terms               trades_loss
+
+Importing this package registers every adapter in `robust_jax.objectives`; the pure functions know
+nothing of configs or registries. `loss_calls` documents how functions that call a user's loss
+several times (AMP, DropAttack) call it: `has_aux` as in `jax.grad`, and an optional `state`.
+"""
+from robust_jax.methods import adversarial_training
+from robust_jax.methods import amp
+from robust_jax.methods import class_similarity
+from robust_jax.methods import dropattack
+from robust_jax.methods import erm
+from robust_jax.methods import lfm
+from robust_jax.methods import loss_calls
+from robust_jax.methods import mdl
+from robust_jax.methods import trades
+
+__all__ = ['adversarial_training', 'amp', 'class_similarity', 'dropattack', 'erm', 'lfm',
+           'loss_calls', 'mdl', 'trades']

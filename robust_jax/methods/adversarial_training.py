@@ -8,14 +8,31 @@ The adversary wraps whatever loss is configured, so e.g. MDL or class-similarity
 PGD examples. The attack runs on stop_gradient(params): no gradient flows through it. `model_mode`
 is the model's mode while the attack runs: 'eval' (running batch-norm statistics, no dropout) or
 'train' (batch statistics, not updated; dropout on with one fixed mask for the whole attack).
+
+In your own JAX code adversarial training is "attack, then your loss"; the attacks are pure
+functions of any `logits_fn` (`robust_jax.attacks`), e.g. PGD-AT with any `apply_fn(params, x)`:
+
+    def pgd_at_loss(params, images, labels, key):
+      frozen = jax.lax.stop_gradient(params)
+      adversarial = attacks.pgd(lambda x: apply_fn(frozen, x), images, labels, key,
+                                epsilon=0.1, step_size=0.025, num_steps=10)
+      return jnp.mean(losses.cross_entropy(apply_fn(params, adversarial), labels))
+
+(FGSM-AT: `attacks.fgsm(..., random_start=True, step_size=1.25 * epsilon)`). The adapters below
+build the same from the `adversary` config section around any configured loss.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 
 from robust_jax import attacks
 from robust_jax import config_schema as cs
-from robust_jax.objectives import ADVERSARIES
+from robust_jax.models import ModelFns, ModelState, Params
+from robust_jax.objectives import ADVERSARIES, LossFn
+
+__all__ = ['MODEL_MODES', 'attack_logits_fn', 'fgsm_adversary', 'pgd_adversary']
 
 MODEL_MODES = ('eval', 'train')
 
@@ -28,8 +45,10 @@ _COMMON: cs.Schema = {
 }
 
 
-def attack_logits_fn(model, params, model_state, model_mode: str, key):
-  """`logits_fn(x)` for an attack: frozen parameters, the configured model mode, state discarded.
+def attack_logits_fn(model: ModelFns, params: Params, model_state: ModelState, model_mode: str,
+                     key: jax.Array) -> attacks.LogitsFn:
+  """`logits_fn(x)` for an attack: images (B, ...) -> logits (B, C) of the robust_jax `model` at
+  stop_gradient(params), in `model_mode` ('eval' or 'train'), the new model state discarded.
 
   `key` draws the model's own randomness in 'train' mode (one dropout / feature mask for the whole
   attack); the attack's random start must use another key.
@@ -38,7 +57,8 @@ def attack_logits_fn(model, params, model_state, model_mode: str, key):
   return lambda x: model.apply(frozen, model_state, x, train=model_mode == 'train', key=key)[0]
 
 
-def _adversarial_loss(config, model, loss_fn, attack):
+def _adversarial_loss(config, model: ModelFns, loss_fn: LossFn,
+                      attack: Callable[..., jax.Array]) -> LossFn:
   def adversarial_loss_fn(params, model_state, batch, key):
     model_key, start_key, loss_key = jax.random.split(key, 3)
     logits_fn = attack_logits_fn(model, params, model_state, config.model_mode, model_key)
@@ -50,7 +70,11 @@ def _adversarial_loss(config, model, loss_fn, attack):
 @ADVERSARIES.register('pgd', {**_COMMON, 'num_steps': cs.integer(1)},
                       defaults=dict(epsilon=0.1, step_size=0.025, num_steps=10, norm='linf',
                                     random_start=True, model_mode='eval'))
-def pgd_adversary(config, model, loss_fn):
+def pgd_adversary(config, model: ModelFns, loss_fn: LossFn) -> LossFn:
+  """Adapter: PGD-AT (Madry et al. 2018), `loss_fn` on `attacks.pgd` examples of the batch,
+  min_θ E max_{||δ|| ≤ ε} L(θ, x + δ, y). config: the `adversary` section. Key contract: split 3
+  -> (attack's model key, random start, loss key).
+  """
   def attack(logits_fn, images, labels, key):
     return attacks.pgd(logits_fn, images, labels, key, epsilon=config.epsilon,
                        step_size=config.step_size, num_steps=config.num_steps, norm=config.norm,
@@ -60,7 +84,11 @@ def pgd_adversary(config, model, loss_fn):
 
 @ADVERSARIES.register('fgsm', _COMMON, defaults=dict(epsilon=0.1, step_size=0.125, norm='linf',
                                                     random_start=True, model_mode='eval'))
-def fgsm_adversary(config, model, loss_fn):
+def fgsm_adversary(config, model: ModelFns, loss_fn: LossFn) -> LossFn:
+  """Adapter: FGSM-AT (Wong et al. 2020 with `random_start`, α = step_size), `loss_fn` on
+  `attacks.fgsm` examples of the batch. config: the `adversary` section. Key contract as
+  `pgd_adversary`.
+  """
   def attack(logits_fn, images, labels, key):
     return attacks.fgsm(logits_fn, images, labels, key, epsilon=config.epsilon,
                         step_size=config.step_size, norm=config.norm,

@@ -13,22 +13,38 @@ as well (True); False keeps only the outer pass's update. The loss logged is L(�
 The inner loop is `robust_jax.inner_loop` (a `fori_loop`, unrolled on CPU); the outer gradient
 comes from the train step differentiating L(θ + stop_gradient(Δ)). Cost: N + 1 forward-backward
 passes.
+
+Two layers. `perturbation` and `project` are pure functions of any `loss_fn(params) -> loss` (no
+config, no model class); use them from any JAX code:
+
+    delta = amp.perturbation(loss_fn, params, epsilon=0.5, inner_lr=1.0, inner_steps=1).delta
+    grads = jax.grad(loss_fn)(optax.apply_updates(params, delta))     # ∇_θ L(θ + Δ)
+
+`amp(config, loss_fn)` is the adapter the `weight_perturbation` config section builds.
 """
 from __future__ import annotations
+
+import typing
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from robust_jax import config_schema as cs
+from robust_jax.attacks import arguments
 from robust_jax.inner_loop import inner_loop
-from robust_jax.objectives import WEIGHT_PERTURBATIONS
+from robust_jax.methods.loss_calls import with_aux_and_state
+from robust_jax.objectives import WEIGHT_PERTURBATIONS, LossFn
 
+__all__ = ['BALLS', 'DEFAULTS', 'Perturbation', 'SCHEMA', 'amp', 'perturbation', 'project']
+
+BALLS = ('per_tensor', 'global')
 SCHEMA: cs.Schema = {
     'epsilon': cs.real(0.0),
     'inner_lr': cs.real(0.0),  # ζ
     'inner_steps': cs.integer(1),  # N
-    'ball': cs.one_of('per_tensor', 'global'),
+    'ball': cs.one_of(*BALLS),
     'inner_grad_clip': cs.real(0.0),  # 0 = no clipping
     'update_bn_on_inner_passes': cs.boolean(),
 }
@@ -36,13 +52,32 @@ DEFAULTS = dict(epsilon=0.1, inner_lr=1.0, inner_steps=1, ball='per_tensor', inn
                 update_bn_on_inner_passes=True)  # configs/amp.py:fashion_mnist
 
 
-def project(delta, epsilon: float, ball: str):
-  """(Π_ε(Δ), ‖Π_ε(Δ)‖₂ over the whole pytree): scales each tensor (per_tensor) or the whole
-  pytree (global) into the ε-ball.
+# typing.Any, not Any: pdoc resolves a NamedTuple's generated __init__ annotations by module
+# name, and `Any` alone names none.
+class Perturbation(typing.NamedTuple):
+  """What `perturbation` returns.
 
-  Uses ε / (||Δ|| + 1e-12) like the official code. The returned norm reuses the norms the
-  projection computes, so logging it costs no extra pass over the parameters.
+  delta: Δ, a pytree like params with ||Δ|| ≤ ε (per tensor or over the tree); a constant.
+  norm: ||Δ||₂ over the whole pytree (the last projection's), a scalar.
+  state: the last inner pass's new state when `state` was given, else None.
   """
+
+  delta: typing.Any
+  norm: jax.Array
+  state: typing.Any
+
+
+def project(delta, epsilon: float, ball: str):
+  """(Π_ε(Δ), ||Π_ε(Δ)||₂ over the whole pytree), the projection of AMP's Algorithm 1 (Zheng et
+  al. 2021):
+
+      per_tensor:  Δ_i ← Δ_i · min(1, ε / (||Δ_i||₂ + 1e-12))   for every tensor i (official code)
+      global:      Δ   ← Δ   · min(1, ε / (||Δ||₂ + 1e-12))     over the whole pytree (the paper)
+
+  delta: any pytree of arrays; epsilon: ε ≥ 0 (may be traced). The 1e-12 is the official code's.
+  The returned norm reuses the norms the projection computes (no extra pass over the parameters).
+  """
+  arguments.check_choice('ball', ball, BALLS)
   scale = lambda norm: jnp.minimum(1.0, epsilon / (norm + 1e-12))
   if ball == 'global':
     norm = optax.tree.norm(delta)
@@ -53,32 +88,70 @@ def project(delta, epsilon: float, ball: str):
           optax.tree.norm(jax.tree.map(jnp.multiply, norms, scales)))
 
 
-def ascend(loss_fn, params, model_state, batch, key, config):
-  """(Δ, ‖Δ‖₂, model state) after N projected ascent steps of size ζ from Δ = 0."""
+def perturbation(loss_fn: Callable[..., typing.Any], params, *, epsilon: float,
+                 inner_lr: float, inner_steps: int, ball: str = 'per_tensor',
+                 inner_grad_clip: float = 0.0, has_aux: bool = False,
+                 key: jax.Array | None = None, state: typing.Any = None) -> Perturbation:
+  """AMP's inner maximisation (Zheng et al. 2021, Algorithm 1): N projected gradient-ascent steps
+  on the weights from Δ = 0,
+
+      Δ ← Π_ε(Δ + ζ · clip(∇_Δ L(θ + Δ)))      N = inner_steps times, ζ = inner_lr,
+
+  with Π_ε the `project` of `ball` and clip the global-norm clip at `inner_grad_clip` (0 = none).
+  AMP then descends on L(θ + Δ): `jax.grad(loss_fn)(optax.apply_updates(params, delta))`.
+
+  loss_fn: L, called as `loss_fn(params)`, or `loss_fn(params, key_n)` when `key` is given (inner
+    pass n gets key_n = fold_in(key, n), e.g. for dropout); returns a scalar, or as described in
+    `robust_jax.methods.loss_calls` with `has_aux` (aux unused) and `state` (threaded).
+  params: θ, any pytree of float arrays; no gradient flows through Δ (it is computed on
+    stop_gradient(θ) and returned through stop_gradient).
+  epsilon, inner_lr: ε ≥ 0 and ζ ≥ 0 (Python numbers or scalars, may be traced); inner_steps: a
+    Python int N ≥ 1; inner_grad_clip: a Python number ≥ 0.
+  Returns `Perturbation(delta, norm, state)`. Cost: N forward-backward passes.
+  """
+  arguments.check_choice('ball', ball, BALLS)
+  inner_steps = arguments.check_count('inner_steps', inner_steps)
+  arguments.check_number('epsilon', epsilon, 0.0)
+  arguments.check_number('inner_lr', inner_lr, 0.0)
+  arguments.check_number('inner_grad_clip', inner_grad_clip, 0.0)
+  gradient = jax.grad(with_aux_and_state(loss_fn, has_aux=has_aux, with_state=state is not None),
+                      has_aux=True)
   frozen = jax.lax.stop_gradient(params)
-  gradient = jax.grad(loss_fn, has_aux=True)
 
   def inner_step(step, carry):
     delta, _, state = carry
-    grads, aux = gradient(jax.tree.map(jnp.add, frozen, delta), state, batch,
-                          jax.random.fold_in(key, step))
-    if config.inner_grad_clip > 0:
-      grads = optax.clip_by_global_norm(config.inner_grad_clip).update(grads, None)[0]
-    delta, delta_norm = project(jax.tree.map(lambda d, g: d + config.inner_lr * g, delta, grads),
-                                config.epsilon, config.ball)
-    return delta, delta_norm, aux.model_state if config.update_bn_on_inner_passes else state
+    pass_key = () if key is None else (jax.random.fold_in(key, step),)
+    grads, (_, state) = gradient(jax.tree.map(jnp.add, frozen, delta), *pass_key, state=state)
+    if inner_grad_clip > 0:
+      grads = optax.clip_by_global_norm(inner_grad_clip).update(grads, None)[0]
+    delta, delta_norm = project(jax.tree.map(lambda d, g: d + inner_lr * g, delta, grads),
+                                epsilon, ball)
+    return delta, delta_norm, state
 
   zeros = jax.tree.map(jnp.zeros_like, frozen)
-  return inner_loop(config.inner_steps, inner_step, (zeros, jnp.zeros(()), model_state))
+  delta, norm, state = inner_loop(inner_steps, inner_step, (zeros, jnp.zeros(()), state))
+  return Perturbation(jax.lax.stop_gradient(delta), norm, state)
 
 
 @WEIGHT_PERTURBATIONS.register('amp', SCHEMA, defaults=DEFAULTS)
-def amp(config, loss_fn):
+def amp(config, loss_fn: LossFn) -> LossFn:
+  """Adapter: the objective L(θ + Δ) with Δ = `perturbation` of `loss_fn` (a robust_jax LossFn).
+
+  config: the `weight_perturbation` section (SCHEMA). Key contract: the objective key splits into
+  (inner key, outer key); inner pass n uses fold_in(inner key, n). The model state is threaded
+  through the inner passes when `update_bn_on_inner_passes`. Logs ||Δ||₂ as 'amp_delta_norm'.
+  """
   def amp_loss_fn(params, model_state, batch, key):
     inner_key, outer_key = jax.random.split(key)
-    delta, delta_norm, model_state = ascend(loss_fn, params, model_state, batch, inner_key,
-                                            config)
-    delta = jax.lax.stop_gradient(delta)
+
+    def inner_loss(perturbed, pass_key, *, state):
+      loss, aux = loss_fn(perturbed, state, batch, pass_key)
+      return loss, aux.model_state if config.update_bn_on_inner_passes else state
+
+    delta, delta_norm, model_state = perturbation(
+        inner_loss, params, epsilon=config.epsilon, inner_lr=config.inner_lr,
+        inner_steps=config.inner_steps, ball=config.ball, inner_grad_clip=config.inner_grad_clip,
+        key=inner_key, state=model_state)
     loss, aux = loss_fn(jax.tree.map(jnp.add, params, delta), model_state, batch, outer_key)
     return loss, aux.replace(metrics={**aux.metrics, 'amp_delta_norm': delta_norm})
   return amp_loss_fn

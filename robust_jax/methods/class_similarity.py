@@ -11,26 +11,59 @@ a trained plain cross-entropy baseline, PROPOSAL (a)), saved beside that run as
 `class_similarity.npy`, and loaded from `matrix_path`. α is the mixing weight (`alpha`).
 The targets are constants (no gradient); any loss that takes targets (cross_entropy, mdl, trades)
 and any adversary or weight perturbation compose with them.
+
+Two layers. `targets` and `similarity_targets_matrix` are pure functions of a similarity matrix;
+with any model: `loss = losses.soft_cross_entropy(logits, class_similarity.targets(labels,
+similarity, alpha=0.1)).mean()`. `class_similarity_targets(config, num_classes)` is the adapter the
+`targets` config section builds (it loads S̃ from `matrix_path`).
 """
 from __future__ import annotations
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from robust_jax import config_schema as cs
-from robust_jax.objectives import TARGETS
+from robust_jax.attacks import arguments
+from robust_jax.objectives import TARGETS, TargetsFn
+
+__all__ = ['SCHEMA', 'class_similarity_targets', 'load_similarity', 'similarity_targets_matrix',
+           'targets']
 
 SCHEMA: cs.Schema = {'matrix_path': cs.text(), 'alpha': cs.probability()}
 
 
-def similarity_targets_matrix(similarity: np.ndarray, alpha: float) -> np.ndarray:
-  """S = (1 - α) I + α S̃ for an off-diagonal similarity S̃ (C, C) whose rows sum to 1."""
+def similarity_targets_matrix(similarity, alpha: float):
+  """S = (1 - α) I + α S̃ (Negi et al. 2018), the (C, C) matrix whose row y is the target of y.
+
+  similarity: S̃ (C, C), zero diagonal, rows summing to 1 (a NumPy array gives a NumPy array in
+  float64, a JAX array a JAX array); alpha: α in [0, 1].
+  """
   return (1.0 - alpha) * np.eye(similarity.shape[0]) + alpha * similarity
 
 
+def targets(labels: jax.Array, similarity, *, alpha: float) -> jax.Array:
+  """Class-similarity targets (Negi et al. 2018): row y_b of S = (1 - α) I + α S̃, for each b,
+
+      t_b = (1 - α) e_{y_b} + α S̃[y_b],     then L = (1/B) Σ_b -Σ_j t_{b,j} log softmax(z_b)_j.
+
+  labels: (B,) int in [0, C); similarity: S̃ (C, C), zero diagonal, rows summing to 1 (NumPy or
+  JAX; a NumPy S̃ is mixed in float64 once while tracing); alpha: α in [0, 1]. Returns (B, C)
+  target distributions (float32 unless JAX's 64-bit mode is on), constants in θ.
+  """
+  arguments.check_number('alpha', alpha, 0.0, maximum=1.0)
+  shape = tuple(np.shape(similarity))
+  if len(shape) != 2 or shape[0] != shape[1]:
+    raise ValueError(f'similarity.shape={shape}: must be (C, C), one row per class')
+  return jnp.asarray(similarity_targets_matrix(similarity, alpha))[labels]
+
+
 def load_similarity(path: str, num_classes: int) -> np.ndarray:
+  """S̃ (num_classes, num_classes) from a `.npy` file, checked: rows are probability vectors with
+  a zero diagonal. Raises ConfigError naming `config.targets.matrix_path`.
+  """
   if not os.path.exists(path):
     raise cs.ConfigError(f'config.targets.matrix_path={path!r}: file not found; estimate it with '
                          'python experiments/estimate_class_similarity.py --workdir=BASELINE_RUN')
@@ -49,7 +82,10 @@ def load_similarity(path: str, num_classes: int) -> np.ndarray:
 
 
 @TARGETS.register('class_similarity', SCHEMA, defaults={'matrix_path': '', 'alpha': 0.1})
-def class_similarity_targets(config, num_classes):
-  targets = jnp.asarray(similarity_targets_matrix(
-      load_similarity(config.matrix_path, num_classes), config.alpha), jnp.float32)
-  return lambda labels: targets[labels]
+def class_similarity_targets(config, num_classes: int) -> TargetsFn:
+  """Adapter: `targets` with S̃ loaded from `config.matrix_path` and α = `config.alpha`.
+
+  config: the `targets` section (SCHEMA). Returns labels (B,) -> targets (B, C).
+  """
+  similarity, alpha = load_similarity(config.matrix_path, num_classes), config.alpha
+  return lambda labels: targets(labels, similarity, alpha=alpha)

@@ -17,8 +17,21 @@ Default attacked weight: the first layer's kernel (PROPOSAL, mirroring the code'
 Cost: 1 + 2K forward-backward passes; each pass's single backward gives both the input and the
 weight gradient, and the total gradient is assembled from them (`objectives.loss_with_gradient`).
 The K steps run in `robust_jax.inner_loop` (a `fori_loop`, unrolled on CPU).
+
+Two layers. `gradient` is a pure function of any `loss_fn(params, inputs, key) -> loss` and a
+(nested) dict of parameters; it returns L and ∇_θ L for any optimizer:
+
+    result = dropattack.gradient(loss_fn, params, images, key, attack_probability=0.5,
+                                 num_steps=1, input_epsilon=1.0, weight_paths=('w1',),
+                                 weight_epsilon=0.05, weight_epsilon_relative=True)
+    updates, opt_state = optimizer.update(result.grads, opt_state, params)
+
+`dropattack(config, loss_fn)` is the adapter the `weight_perturbation` config section builds.
 """
 from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,15 +39,20 @@ from flax import traverse_util
 
 from robust_jax import config_schema as cs
 from robust_jax import random_utils
+from robust_jax.attacks import arguments
 from robust_jax.inner_loop import inner_loop
-from robust_jax.objectives import WEIGHT_PERTURBATIONS, loss_with_gradient
+from robust_jax.methods.loss_calls import with_aux_and_state
+from robust_jax.objectives import WEIGHT_PERTURBATIONS, LossFn, loss_with_gradient
 
+__all__ = ['DEFAULTS', 'DropAttackGradient', 'INPUT_NORMS', 'SCHEMA', 'dropattack', 'gradient']
+
+INPUT_NORMS = ('batch', 'per_example')
 SCHEMA: cs.Schema = {
     'attack_probability': cs.probability(),  # p: probability that a coordinate is attacked
     'num_steps': cs.integer(1),  # K
     'attack_input': cs.boolean(),
     'input_epsilon': cs.real(0.0),
-    'input_norm': cs.one_of('batch', 'per_example'),
+    'input_norm': cs.one_of(*INPUT_NORMS),
     'attack_weights': cs.boolean(),
     'weight_paths': cs.sequence_of(cs.text()),  # '/'-joined parameter paths, e.g. 'Conv_0/kernel'
     'weight_epsilon': cs.real(0.0),
@@ -43,6 +61,25 @@ SCHEMA: cs.Schema = {
 DEFAULTS = dict(attack_probability=0.5, num_steps=1, attack_input=True, input_epsilon=1.0,
                 input_norm='per_example', attack_weights=True, weight_paths=('Conv_0/kernel',),
                 weight_epsilon=0.05, weight_epsilon_relative=True)  # configs/dropattack.py
+
+
+# typing.Any, not Any: pdoc resolves a NamedTuple's generated __init__ annotations by module
+# name, and `Any` alone names none.
+class DropAttackGradient(typing.NamedTuple):
+  """What `gradient` returns.
+
+  loss: L, the clean term plus the means of the input and weight attack terms (scalar).
+  grads: ∇_θ L, a pytree like params: every term's gradient at its own perturbed point.
+  clean_loss: L(θ, x), the first term (scalar).
+  aux: the clean pass's aux with `has_aux`, else None.
+  state: the state after the last pass when `state` was given, else None.
+  """
+
+  loss: jax.Array
+  grads: typing.Any
+  clean_loss: jax.Array
+  aux: typing.Any
+  state: typing.Any
 
 
 def _check(config):
@@ -68,77 +105,137 @@ def _tree_add_scaled(tree, other, scale):
   return jax.tree.map(lambda a, b: a + scale * b, tree, other)
 
 
-@WEIGHT_PERTURBATIONS.register('dropattack', SCHEMA, check=_check, defaults=DEFAULTS)
-def dropattack(config, loss_fn):
-  def value_and_grads(params, state, images, batch, key):
-    """(loss, aux), (∇θ, ∇x) of one pass from a single backward."""
-    def of_params_and_images(p, x):
-      return loss_fn(p, state, {**batch, 'image': x}, key)
-    return jax.value_and_grad(of_params_and_images, argnums=(0, 1), has_aux=True)(params, images)
+def _missing(flat_params, weight_paths: Sequence[str]) -> list[str]:
+  return [p for p in weight_paths if p not in flat_params]
 
+
+def gradient(loss_fn: Callable[..., typing.Any], params, inputs: jax.Array, key: jax.Array,
+             *, attack_probability: float, num_steps: int, input_epsilon: float,
+             input_norm: str = 'per_example', weight_paths: Sequence[str] = (),
+             weight_epsilon: float = 0.0, weight_epsilon_relative: bool = False,
+             attack_input: bool = True, attack_weights: bool = True, has_aux: bool = False,
+             state: typing.Any = None) -> DropAttackGradient:
+  """DropAttack's loss and total gradient (Ni et al. 2021; the module docstring's equations):
+
+      L = L(θ, x) + (1/K) Σ_t L(θ, x + R_x^t) + (1/K) Σ_t L(θ ⊕_W R_W^t),
+      R^t = R^{t-1} + ε · M ⊙ d^t / ||d^t||₂,   d^t = g_0 + (1/K) Σ_{s<t} ∇L_s,   M ~ Bernoulli(p)
+
+  loss_fn: L, called as `loss_fn(params, inputs, key)` (key for its own randomness, e.g. dropout);
+    returns a scalar, or as described in `robust_jax.methods.loss_calls` with `has_aux` and `state`.
+  params: θ, a (nested) dict of float arrays; `weight_paths` name its attacked tensors, '/'-joined
+    (e.g. 'Dense_0/kernel'), each perturbed with ε_W = weight_epsilon (times ||W||_F when
+    `weight_epsilon_relative`) and one mask M drawn for the whole tensor.
+  inputs: (B, ...) float; perturbed with ε_x = input_epsilon and per-example masks M, normalised
+    by the whole batch gradient's norm (input_norm='batch', the code's) or per example.
+  key: PRNG key. Contract: split 5 -> (clean pass, input masks, input passes, weight masks, weight
+    passes); pass t uses fold_in(pass key, t); example b's input mask fold_in(input mask key, b);
+    the i-th attacked tensor's mask fold_in(weight mask key, i).
+  attack_probability: p in [0, 1]; num_steps: a Python int K ≥ 1.
+  Returns `DropAttackGradient(loss, grads, clean_loss, aux, state)`; no gradient flows through it
+  (feed `grads` to an optimizer). Cost: 1 + K (input) + K (weights) forward-backward passes.
+  """
+  arguments.check_number('attack_probability', attack_probability, 0.0, maximum=1.0)
+  k = arguments.check_count('num_steps', num_steps)
+  arguments.check_choice('input_norm', input_norm, INPUT_NORMS)
+  arguments.check_flag('attack_input', attack_input)
+  arguments.check_flag('attack_weights', attack_weights)
+  if not (attack_input or attack_weights):
+    raise ValueError('attack_input=False, attack_weights=False: DropAttack attacks the inputs, '
+                     'the weights or both; enable one')
+  frozen = jax.lax.stop_gradient(params)
+  flat = traverse_util.flatten_dict(frozen, sep='/')
+  if attack_weights and not weight_paths:
+    raise ValueError(f"weight_paths=(): attack_weights=True needs the '/'-joined paths of the "
+                     f'tensors to attack; parameters: {", ".join(flat)}')
+  missing = _missing(flat, weight_paths) if attack_weights else []
+  if missing:
+    raise ValueError(f'weight_paths={tuple(weight_paths)!r}: {missing[0]!r} is not a parameter; '
+                     f'parameters: {", ".join(flat)}')
+  value_and_grads = jax.value_and_grad(
+      with_aux_and_state(loss_fn, has_aux=has_aux, with_state=state is not None),
+      argnums=(0, 1), has_aux=True)
+  # Separate keys for masks and for the passes' own randomness (dropout, feature masks).
+  clean_key, input_mask_key, input_pass_key, weight_mask_key, weight_pass_key = (
+      jax.random.split(key, 5))
+  (clean_loss, (aux, state)), (clean_grad, clean_input_grad) = value_and_grads(
+      frozen, inputs, clean_key, state=state)
+  total_loss, total_grad = clean_loss, clean_grad
+
+  if attack_input:
+    mask = random_utils.per_example_bernoulli(input_mask_key, attack_probability, inputs.shape)
+
+    def input_step(t, carry):
+      perturbation, direction, loss_sum, grad_sum, state = carry
+      perturbation = perturbation + input_epsilon * mask * _normalise(
+          direction, input_norm == 'per_example')
+      (loss, (_, state)), (grad, input_grad) = value_and_grads(
+          frozen, inputs + perturbation, jax.random.fold_in(input_pass_key, t), state=state)
+      return (perturbation, direction + input_grad / k, loss_sum + loss / k,
+              _tree_add_scaled(grad_sum, grad, 1 / k), state)
+
+    _, _, total_loss, total_grad, state = inner_loop(
+        k, input_step, (jnp.zeros_like(inputs), clean_input_grad, total_loss, total_grad, state))
+
+  if attack_weights:
+    masks = {p: jax.random.bernoulli(jax.random.fold_in(weight_mask_key, i), attack_probability,
+                                     flat[p].shape)
+             for i, p in enumerate(weight_paths)}
+    epsilons = {p: weight_epsilon * (jnp.linalg.norm(flat[p]) if weight_epsilon_relative else 1.0)
+                for p in weight_paths}
+
+    def perturbed(perturbations):
+      return traverse_util.unflatten_dict(
+          {**flat, **{p: flat[p] + r for p, r in perturbations.items()}}, sep='/')
+
+    def weight_step(t, carry):
+      perturbations, directions, loss_sum, grad_sum, state = carry
+      perturbations = {p: perturbations[p] + epsilons[p] * masks[p] * _normalise(
+          directions[p], False) for p in perturbations}
+      (loss, (_, state)), (grad, _) = value_and_grads(
+          perturbed(perturbations), inputs, jax.random.fold_in(weight_pass_key, t), state=state)
+      flat_grad = traverse_util.flatten_dict(grad, sep='/')
+      directions = {p: directions[p] + flat_grad[p] / k for p in directions}
+      return (perturbations, directions, loss_sum + loss / k,
+              _tree_add_scaled(grad_sum, grad, 1 / k), state)
+
+    flat_clean_grad = traverse_util.flatten_dict(clean_grad, sep='/')
+    zeros = {p: jnp.zeros_like(flat[p]) for p in weight_paths}
+    _, _, total_loss, total_grad, state = inner_loop(
+        k, weight_step, (zeros, {p: flat_clean_grad[p] for p in weight_paths}, total_loss,
+                         total_grad, state))
+
+  return DropAttackGradient(total_loss, total_grad, clean_loss, aux, state)
+
+
+@WEIGHT_PERTURBATIONS.register('dropattack', SCHEMA, check=_check, defaults=DEFAULTS)
+def dropattack(config, loss_fn: LossFn) -> LossFn:
+  """Adapter: DropAttack's objective on a robust_jax LossFn, from `gradient`.
+
+  config: the `weight_perturbation` section (SCHEMA). The objective is a scalar equal to L whose
+  gradient is `gradient`'s total gradient (`objectives.loss_with_gradient`), so the train step's
+  one `jax.value_and_grad` returns both. The model state is threaded through all 1 + 2K passes;
+  the clean pass's logits and metrics are reported, with 'clean_loss'.
+  """
   def dropattack_loss_fn(params, model_state, batch, key):
-    frozen = jax.lax.stop_gradient(params)
-    flat = traverse_util.flatten_dict(frozen, sep='/')
-    missing = [p for p in config.weight_paths if p not in flat]
+    names = traverse_util.flatten_dict(params, sep='/')
+    missing = _missing(names, config.weight_paths)
     if config.attack_weights and missing:
       raise cs.ConfigError(f'config.weight_perturbation.weight_paths: {missing[0]!r} is not a '
-                           f'parameter; parameters: {", ".join(flat)}')
-    # Separate keys for masks and for the passes' own randomness (dropout, feature masks).
-    clean_key, input_mask_key, input_pass_key, weight_mask_key, weight_pass_key = (
-        jax.random.split(key, 5))
-    images = batch['image']
-    (clean_loss, aux), (clean_grad, clean_input_grad) = value_and_grads(
-        frozen, model_state, images, batch, clean_key)
-    total_loss, total_grad, state = clean_loss, clean_grad, aux.model_state
-    k = config.num_steps
+                           f'parameter; parameters: {", ".join(names)}')
 
-    if config.attack_input:
-      mask = random_utils.per_example_bernoulli(input_mask_key, config.attack_probability,
-                                                images.shape)
+    def pass_loss(p, images, pass_key, *, state):
+      loss, aux = loss_fn(p, state, {**batch, 'image': images}, pass_key)
+      return loss, (aux, aux.model_state)
 
-      def input_step(t, carry):
-        perturbation, direction, loss_sum, grad_sum, state = carry
-        perturbation = perturbation + config.input_epsilon * mask * _normalise(
-            direction, config.input_norm == 'per_example')
-        (loss, step_aux), (grad, input_grad) = value_and_grads(
-            frozen, state, images + perturbation, batch, jax.random.fold_in(input_pass_key, t))
-        return (perturbation, direction + input_grad / k, loss_sum + loss / k,
-                _tree_add_scaled(grad_sum, grad, 1 / k), step_aux.model_state)
-
-      _, _, total_loss, total_grad, state = inner_loop(
-          k, input_step, (jnp.zeros_like(images), clean_input_grad, total_loss, total_grad, state))
-
-    if config.attack_weights:
-      masks = {p: jax.random.bernoulli(jax.random.fold_in(weight_mask_key, i),
-                                       config.attack_probability, flat[p].shape)
-               for i, p in enumerate(config.weight_paths)}
-      epsilons = {p: config.weight_epsilon * (jnp.linalg.norm(flat[p])
-                                              if config.weight_epsilon_relative else 1.0)
-                  for p in config.weight_paths}
-
-      def perturbed(perturbations):
-        return traverse_util.unflatten_dict(
-            {**flat, **{p: flat[p] + r for p, r in perturbations.items()}}, sep='/')
-
-      def weight_step(t, carry):
-        perturbations, directions, loss_sum, grad_sum, state = carry
-        perturbations = {p: perturbations[p] + epsilons[p] * masks[p] * _normalise(
-            directions[p], False) for p in perturbations}
-        (loss, step_aux), (grad, _) = value_and_grads(
-            perturbed(perturbations), state, images, batch, jax.random.fold_in(weight_pass_key, t))
-        flat_grad = traverse_util.flatten_dict(grad, sep='/')
-        directions = {p: directions[p] + flat_grad[p] / k for p in directions}
-        return (perturbations, directions, loss_sum + loss / k,
-                _tree_add_scaled(grad_sum, grad, 1 / k), step_aux.model_state)
-
-      flat_clean_grad = traverse_util.flatten_dict(clean_grad, sep='/')
-      zeros = {p: jnp.zeros_like(flat[p]) for p in config.weight_paths}
-      _, _, total_loss, total_grad, state = inner_loop(
-          k, weight_step, (zeros, {p: flat_clean_grad[p] for p in config.weight_paths},
-                           total_loss, total_grad, state))
-
-    return (loss_with_gradient(total_loss, total_grad, params),
-            aux.replace(model_state=state,
-                        metrics={**aux.metrics, 'clean_loss': clean_loss}))
+    result = gradient(
+        pass_loss, params, batch['image'], key, attack_probability=config.attack_probability,
+        num_steps=config.num_steps, input_epsilon=config.input_epsilon,
+        input_norm=config.input_norm, weight_paths=tuple(config.weight_paths),
+        weight_epsilon=config.weight_epsilon,
+        weight_epsilon_relative=config.weight_epsilon_relative, attack_input=config.attack_input,
+        attack_weights=config.attack_weights, has_aux=True, state=model_state)
+    return (loss_with_gradient(result.loss, result.grads, params),
+            result.aux.replace(model_state=result.state,
+                               metrics={**result.aux.metrics, 'clean_loss': result.clean_loss}))
 
   return dropattack_loss_fn

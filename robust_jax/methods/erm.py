@@ -6,6 +6,10 @@ so plain training is `loss=cross_entropy` with every other section `none`.
     L(θ) = (1/B) Σ_b  -Σ_j t_j(y_b) log softmax(f_θ(x_b))_j
     one_hot:          t(y) = e_y
     label_smoothing:  t(y) = (1 - s) e_y + s / C        (Szegedy et al. 2016)
+
+In your own JAX code ERM is `losses.soft_cross_entropy(logits, targets).mean()` (or
+`losses.cross_entropy(logits, labels).mean()`); `optax.smooth_labels` gives label-smoothed targets.
+The functions below are the config adapters.
 """
 from __future__ import annotations
 
@@ -14,26 +18,34 @@ import jax.numpy as jnp
 
 from robust_jax import config_schema as cs
 from robust_jax import losses
+from robust_jax.models import ModelFns
 from robust_jax.objectives import (ADVERSARIES, FEATURE_MASKS, LOSSES, TARGETS,
-                                   WEIGHT_PERTURBATIONS, LossAux)
+                                   WEIGHT_PERTURBATIONS, LossAux, LossFn, TargetsFn)
+
+__all__ = ['cross_entropy_loss', 'label_smoothing_targets', 'no_adversary', 'no_feature_mask',
+           'no_weight_perturbation', 'one_hot_targets']
 
 
 @TARGETS.register('one_hot')
-def one_hot_targets(config, num_classes):
+def one_hot_targets(config, num_classes: int) -> TargetsFn:
+  """Adapter: labels (B,) -> one-hot targets e_y (B, num_classes)."""
   del config
   return lambda labels: jax.nn.one_hot(labels, num_classes)
 
 
 @TARGETS.register('label_smoothing', {'smoothing': cs.real(0.0, 1.0)}, defaults={'smoothing': 0.1})
-def label_smoothing_targets(config, num_classes):
+def label_smoothing_targets(config, num_classes: int) -> TargetsFn:
+  """Adapter: labels (B,) -> (1 - s) e_y + s / C (B, C), s = config.smoothing (Szegedy et al.
+  2016, Rethinking the Inception architecture, section 7)."""
   smoothing = float(config.smoothing)
   return lambda labels: (1.0 - smoothing) * jax.nn.one_hot(labels, num_classes) + (
       smoothing / num_classes)
 
 
 @LOSSES.register('cross_entropy')
-def cross_entropy_loss(config, model, targets_fn):
-  """Mean soft-target cross-entropy of the model in training mode (dropout on if configured)."""
+def cross_entropy_loss(config, model: ModelFns, targets_fn: TargetsFn) -> LossFn:
+  """Adapter: L = (1/B) Σ_b -Σ_j t_j(y_b) log softmax(f_θ(x_b))_j, the model in training mode
+  (dropout on if configured), the whole objective key as the pass key."""
   del config
 
   def loss_fn(params, model_state, batch, key):
@@ -45,18 +57,21 @@ def cross_entropy_loss(config, model, targets_fn):
 
 
 @ADVERSARIES.register('none')
-def no_adversary(config, model, loss_fn):
+def no_adversary(config, model: ModelFns, loss_fn: LossFn) -> LossFn:
+  """Adapter for adversary 'none': `loss_fn` on the clean batch, unchanged."""
   del config, model
   return loss_fn
 
 
 @WEIGHT_PERTURBATIONS.register('none')
-def no_weight_perturbation(config, loss_fn):
+def no_weight_perturbation(config, loss_fn: LossFn) -> LossFn:
+  """Adapter for weight_perturbation 'none': `loss_fn` at θ, unchanged."""
   del config
   return loss_fn
 
 
 @FEATURE_MASKS.register('none', {'sites': cs.sequence_of(cs.text())}, defaults={'sites': ()})
-def no_feature_mask(config):
+def no_feature_mask(config) -> None:
+  """Adapter for feature_mask 'none': no transform at the feature hooks."""
   del config
   return None

@@ -18,6 +18,11 @@ y1 ∈ {0..W-w}), and its indexing bug: `x[i][c][y1:y1+h][x1:x1+w] = v` slices r
 fills the full-width row stripe [y1 + x1, y1 + min(x1 + w, min(h, H - y1))), empty when x1 >= h.
 Masked positions get zero gradient (constant overwrite). The mask is off at evaluation (the hook
 only runs in training).
+
+Two layers. `mask` (and the two masks it chooses between, `local_feature_mask` and
+`official_code_mask`) are pure functions of a feature map; call it in your own model's training
+pass, e.g. in a Flax module `x = lfm.mask(x, self.make_rng('feature_mask'), probability=0.15,
+channel_fraction=0.5)`. `lfm(config)` is the adapter the `feature_mask` config section builds.
 """
 from __future__ import annotations
 
@@ -28,16 +33,23 @@ import jax.numpy as jnp
 
 from robust_jax import config_schema as cs
 from robust_jax import random_utils
+from robust_jax.attacks import arguments
+from robust_jax.models import FeatureTransform
 from robust_jax.objectives import FEATURE_MASKS
 
+__all__ = ['DEFAULTS', 'FILLS', 'MODES', 'SCHEMA', 'lfm', 'local_feature_mask', 'mask',
+           'official_code_boxes', 'official_code_mask', 'official_code_stripes']
+
+FILLS = ('uniform', 'zero')
+MODES = ('paper', 'official_code')
 SCHEMA: cs.Schema = {
     'sites': cs.sequence_of(cs.text(), min_length=1),
     'probability': cs.probability(),
     'channel_fraction': cs.probability(),
     'area_range': cs.sequence_of(cs.probability(), min_length=2),
     'aspect_range': cs.sequence_of(cs.positive_real(), min_length=2),
-    'fill': cs.one_of('uniform', 'zero'),
-    'mode': cs.one_of('paper', 'official_code'),
+    'fill': cs.one_of(*FILLS),
+    'mode': cs.one_of(*MODES),
     'official_code_samples': cs.integer(1),
 }
 DEFAULTS = dict(sites=('conv1',), probability=0.15, channel_fraction=0.5, area_range=(0.02, 0.4),
@@ -63,7 +75,13 @@ def _boxes(key, shape, area_range, aspect_range):
 def local_feature_mask(features: jax.Array, key: jax.Array, *, probability: float,
                        channel_fraction: float, area_range=(0.02, 0.4),
                        aspect_range=(0.3, 1 / 0.3), fill: str = 'uniform') -> jax.Array:
-  """The paper-faithful mask. features: (B, H, W, C) -> (B, H, W, C); per-example randomness."""
+  """LFM's mask as the paper describes it (Gong et al. 2024; mode 'paper' of the module docstring).
+
+  features: (B, H, W, C) -> (B, H, W, C). Example b is masked with probability `probability`:
+  round(channel_fraction · C) of its channels, drawn without replacement, each get one box of area
+  ~ U(area_range)·H·W and aspect ~ U(aspect_range) filled with v ~ U(0, 1) (fill 'uniform') or 0
+  ('zero'). Example b's randomness is fold_in(key, b).
+  """
   batch, height, width, channels = features.shape
   num_masked = round(channel_fraction * channels)
 
@@ -120,7 +138,13 @@ def official_code_mask(features: jax.Array, key: jax.Array, *, probability: floa
                        channel_fraction: float, area_range=(0.02, 0.4),
                        aspect_range=(0.3, 1 / 0.3), fill: str = 'uniform',
                        num_samples: int = 8) -> jax.Array:
-  """The released `RandChannelDropout`, bug included (see module docstring)."""
+  """LFM's mask as the released code computes it (Gong et al. 2024; `RandChannelDropout`, its
+  row-stripe indexing bug included, see the module docstring).
+
+  features: (B, H, W, C) -> (B, H, W, C). One coin with `probability` for the batch; then
+  round(channel_fraction · C) channels drawn with replacement, shared by the batch; the first
+  `num_samples` examples each get one stripe per drawn channel, filled with v ~ U(0, 1) or 0.
+  """
   batch, height, width, channels = features.shape
   num_draws = round(channel_fraction * channels)
   coin_key, channel_key, box_key, fill_key = jax.random.split(key, 4)
@@ -142,12 +166,36 @@ def official_code_mask(features: jax.Array, key: jax.Array, *, probability: floa
   return jnp.where(jnp.any(covered, axis=1)[:, :, None, :], value, features)
 
 
+def mask(features: jax.Array, key: jax.Array, *, probability: float, channel_fraction: float,
+         area_range=(0.02, 0.4), aspect_range=(0.3, 1 / 0.3), fill: str = 'uniform',
+         mode: str = 'paper', official_code_samples: int = 8) -> jax.Array:
+  """Local feature masking (Gong et al. 2024): random boxes of random channels overwritten,
+
+      x[b, top:top+h, left:left+w, c] = v_{b,c}    for the drawn examples b and channels c,
+
+  by `local_feature_mask` (mode 'paper') or `official_code_mask` (mode 'official_code', with
+  num_samples = official_code_samples). features: (B, H, W, C) -> (B, H, W, C); key: PRNG key;
+  probability, channel_fraction in [0, 1]; area_range in [0, 1], aspect_range > 0, (low, high);
+  fill: 'uniform' (v ~ U(0, 1)) or 'zero'. Use it in training passes only.
+  """
+  arguments.check_choice('mode', mode, MODES)
+  arguments.check_choice('fill', fill, FILLS)
+  if getattr(features, 'ndim', None) != 4:
+    raise ValueError(f'features.shape={tuple(getattr(features, "shape", ()))}: must be '
+                     '(B, H, W, C), a batch of feature maps')
+  kwargs = dict(probability=probability, channel_fraction=channel_fraction,
+                area_range=area_range, aspect_range=aspect_range, fill=fill)
+  if mode == 'official_code':
+    return official_code_mask(features, key, num_samples=official_code_samples, **kwargs)
+  return local_feature_mask(features, key, **kwargs)
+
+
 @FEATURE_MASKS.register('lfm', SCHEMA, defaults=DEFAULTS)
-def lfm(config):
-  kwargs = dict(probability=config.probability, channel_fraction=config.channel_fraction,
-                area_range=tuple(config.area_range), aspect_range=tuple(config.aspect_range),
-                fill=config.fill)
-  if config.mode == 'official_code':
-    return functools.partial(official_code_mask, num_samples=config.official_code_samples,
-                             **kwargs)
-  return functools.partial(local_feature_mask, **kwargs)
+def lfm(config) -> FeatureTransform:
+  """Adapter: `mask` with the `feature_mask` section's values, as `(features, key) -> features`;
+  the models call it at each of `config.sites` in training passes only.
+  """
+  return functools.partial(
+      mask, probability=config.probability, channel_fraction=config.channel_fraction,
+      area_range=tuple(config.area_range), aspect_range=tuple(config.aspect_range),
+      fill=config.fill, mode=config.mode, official_code_samples=config.official_code_samples)

@@ -12,6 +12,14 @@ the paper body could not be read; this reading matches both abstracts):
 K, λ (`orthogonality_weight`, PROPOSAL default 1) and the dropout rate and sites (config.model) are
 config values. Gradients flow through both terms. With batch norm, the K passes' new running
 statistics are averaged (PyTorch would apply K sequential updates).
+
+Two layers. `loss`, `terms` and `orthogonality` are pure functions of the K sub-networks' logits;
+draw them with any model that has dropout, e.g.
+
+    logits_k = jax.vmap(lambda k: apply_fn(params, images, k))(jax.random.split(key, K))
+    value = mdl.loss(logits_k, labels, weight=1.0)
+
+`mdl_loss(config, model, targets_fn)` is the adapter the `loss` config section builds.
 """
 from __future__ import annotations
 
@@ -22,7 +30,10 @@ import jax.numpy as jnp
 
 from robust_jax import config_schema as cs
 from robust_jax import losses
-from robust_jax.objectives import LOSSES, LossAux
+from robust_jax.models import ModelFns
+from robust_jax.objectives import LOSSES, LossAux, LossFn, TargetsFn
+
+__all__ = ['SCHEMA', 'loss', 'mdl_loss', 'orthogonality', 'terms']
 
 SCHEMA: cs.Schema = {
     'num_subnetworks': cs.integer(2),  # K
@@ -38,9 +49,12 @@ def _check(config):
 
 
 def orthogonality(probs: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean pairwise cosine similarity of the true-class-masked probabilities.
+  """MDL's per-example orthogonality O_b (Yang et al. 2022): the mean pairwise cosine similarity
+  of the K sub-networks' probabilities with the true class masked out,
 
-  probs: (K, B, C) probabilities of K sub-networks; labels (B,). Returns (B,).
+      O_b = mean_{k<l} <M ⊙ p_k, M ⊙ p_l> / (||M ⊙ p_k|| ||M ⊙ p_l|| + 1e-12),   M = 1 - e_{y_b}.
+
+  probs: (K, B, C) probabilities of K ≥ 2 sub-networks; labels: (B,) int. Returns (B,).
   """
   masked = probs * (1.0 - jax.nn.one_hot(labels, probs.shape[-1]))
   unit = masked / (jnp.linalg.norm(masked, axis=-1, keepdims=True) + 1e-12)
@@ -48,16 +62,55 @@ def orthogonality(probs: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(jnp.stack([jnp.sum(unit[k] * unit[l], -1) for k, l in pairs]), axis=0)
 
 
+def _check_logits(logits_k) -> None:
+  shape = tuple(getattr(logits_k, 'shape', ()))
+  if len(shape) != 3 or shape[0] < 2:
+    raise ValueError(f'logits_k.shape={shape}: must be (K, B, C), the logits of K >= 2 dropout '
+                     'sub-networks on the same batch')
+
+
+def terms(logits_k: jax.Array, labels: jax.Array,
+          targets: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """MDL's two terms (Yang et al. 2022), (CE, O), both batch means (scalars):
+
+      CE = (1/B) Σ_b (1/K) Σ_k -Σ_j t_j(y_b) log softmax(z_{k,b})_j,    O = (1/B) Σ_b O_b
+
+  logits_k: (K, B, C) logits z of K ≥ 2 sub-networks (independent dropout masks);
+  labels: (B,) int; targets: (B, C) target distributions t(y), default one-hot(labels).
+  O_b is `orthogonality` of the softmax probabilities.
+  """
+  _check_logits(logits_k)
+  if targets is None:
+    targets = jax.nn.one_hot(labels, logits_k.shape[-1])
+  cross_entropy = jnp.mean(jax.vmap(losses.soft_cross_entropy, (0, None))(logits_k, targets))
+  return cross_entropy, jnp.mean(orthogonality(jax.nn.softmax(logits_k), labels))
+
+
+def loss(logits_k: jax.Array, labels: jax.Array, *, weight: float,
+         targets: jax.Array | None = None) -> jax.Array:
+  """The MDL loss (Yang et al. 2022), a scalar: L = CE + λ · O with (CE, O) = `terms`.
+
+  logits_k: (K, B, C) logits of K ≥ 2 dropout sub-networks on the same batch; labels: (B,) int;
+  weight: λ ≥ 0; targets: (B, C) target distributions, default one-hot(labels). Differentiate it
+  with respect to the parameters that produced logits_k; gradients flow through both terms.
+  """
+  cross_entropy, ortho = terms(logits_k, labels, targets)
+  return cross_entropy + weight * ortho
+
+
 @LOSSES.register('mdl', SCHEMA, check=_check,
                  defaults={'num_subnetworks': 2, 'orthogonality_weight': 1.0})
-def mdl_loss(config, model, targets_fn):
+def mdl_loss(config, model: ModelFns, targets_fn: TargetsFn) -> LossFn:
+  """Adapter: `terms` on K training-mode passes of `model`, one key each (split K of the key).
+
+  config: the `loss` section (SCHEMA). Returns a robust_jax LossFn whose value is CE + λ · O,
+  logging 'orthogonality' and 'cross_entropy'; the K new model states are averaged.
+  """
   def loss_fn(params, model_state, batch, key):
     keys = jax.random.split(key, config.num_subnetworks)
     logits, states = jax.vmap(
         lambda k: model.apply(params, model_state, batch['image'], train=True, key=k))(keys)
-    cross_entropy = jnp.mean(jax.vmap(losses.soft_cross_entropy, (0, None))(
-        logits, targets_fn(batch['label'])))
-    ortho = jnp.mean(orthogonality(jax.nn.softmax(logits), batch['label']))
+    cross_entropy, ortho = terms(logits, batch['label'], targets_fn(batch['label']))
     new_state = jax.tree.map(lambda s: jnp.mean(s, axis=0), states)
     return (cross_entropy + config.orthogonality_weight * ortho,
             LossAux(new_state, logits[0], {'orthogonality': ortho, 'cross_entropy': cross_entropy}))

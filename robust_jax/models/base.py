@@ -24,6 +24,8 @@ import jax.numpy as jnp
 
 from robust_jax import random_utils
 
+__all__ = ['BatchNorm', 'Classifier', 'FeatureTransform', 'per_example_dropout']
+
 FeatureTransform = Callable[[jax.Array, jax.Array], jax.Array]
 
 

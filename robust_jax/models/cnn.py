@@ -21,6 +21,8 @@ import jax
 
 from robust_jax.models.base import Classifier
 
+__all__ = ['CNN']
+
 
 class CNN(Classifier):
   widths: Sequence[int] = (32, 64)

@@ -9,6 +9,8 @@ import jax
 
 from robust_jax.models.base import Classifier
 
+__all__ = ['MLP']
+
 
 class MLP(Classifier):
   hidden_sizes: Sequence[int] = (256, 256)

@@ -11,6 +11,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+__all__ = ['ModelFns', 'ModelState', 'Params']
+
 Params = Any
 ModelState = dict[str, Any]  # non-trainable collections, e.g. {'batch_stats': ...}; may be empty.
 

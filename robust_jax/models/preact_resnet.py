@@ -34,6 +34,8 @@ import jax.numpy as jnp
 from robust_jax.models import torch_init
 from robust_jax.models.base import Classifier, per_example_dropout
 
+__all__ = ['PreActBlock', 'PreActResNet18', 'SHORTCUT_INPUTS']
+
 SHORTCUT_INPUTS = ('preactivated', 'input')
 
 _conv = functools.partial(torch_init.conv2d, kernel_init=torch_init.KAIMING_NORMAL_FAN_OUT)

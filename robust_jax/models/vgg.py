@@ -22,6 +22,8 @@ import jax
 from robust_jax.models import torch_init
 from robust_jax.models.base import Classifier
 
+__all__ = ['VGG16', 'VGG16_BLOCKS']
+
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 from robust_jax.models import torch_init
 from robust_jax.models.base import Classifier
 
+__all__ = ['WideResNet']
+
 _conv = functools.partial(torch_init.conv2d, use_bias=False,
                           kernel_init=torch_init.KAIMING_NORMAL_FAN_OUT)
 
