@@ -97,14 +97,13 @@ def _mdl(module, targets, section):
   k = section.num_subnetworks
 
   def loss(params, model_state, x, labels, key):
-    passes = [_forward(module, params, model_state, x, sub_key)
-              for sub_key in jax.random.split(key, k)]
-    logits = jnp.stack([logit for logit, _ in passes])
-    cross_entropy = jnp.mean(jnp.stack([_soft_ce(z, targets[labels]) for z in logits]))
+    logits, states = jax.vmap(lambda sub_key: _forward(module, params, model_state, x, sub_key))(
+        jax.random.split(key, k))
+    cross_entropy = jnp.mean(jax.vmap(lambda z: _soft_ce(z, targets[labels]))(logits))
     masked = jax.nn.softmax(logits) * (1 - jax.nn.one_hot(labels, logits.shape[-1]))
     unit = masked / (jnp.linalg.norm(masked, axis=-1, keepdims=True) + 1e-12)
     cosines = [jnp.sum(unit[i] * unit[j], -1) for i in range(k) for j in range(i + 1, k)]
-    new_state = jax.tree.map(lambda *s: jnp.mean(jnp.stack(s), 0), *[s for _, s in passes])
+    new_state = jax.tree.map(lambda s: jnp.mean(s, 0), states)
     return cross_entropy + section.orthogonality_weight * jnp.mean(jnp.stack(cosines)), new_state
   return loss
 
