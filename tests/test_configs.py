@@ -75,3 +75,12 @@ def test_amp_table_configs_follow_the_official_recipe(method):
       assert section.update_bn_on_inner_passes
     else:
       assert config.weight_perturbation.name == 'none'
+
+
+@pytest.mark.parametrize('variant', ['pgd', 'fgsm'])
+def test_registered_adversary_defaults_are_the_shipped_fashion_mnist_settings(variant):
+  """`--config.adversary.name=pgd` fills in these defaults: they must be the shipped recipe's."""
+  from robust_jax import objectives
+  shipped = load_config_file(os.path.join(os.path.dirname(__file__), '..', 'configs',
+                                          f'fashion_mnist_adversarial.py:{variant}')).adversary
+  assert objectives.ADVERSARIES.default_section('', variant) == dict(shipped)
