@@ -8,8 +8,10 @@ Each (config, seed) trains in OUTPUT_DIR/<config>_<variant>/seed<k> (rerunning r
 finished runs, refusing a finished run made with other epochs or attack settings; `--table_only`
 tabulates the finished ones and trains nothing), then is evaluated:
 clean accuracy on the full test set, FGSM and PGD-k (L∞, random start, step ε/4) accuracy on the
-first `--attack_examples` test images. Writes `table.md`
-(mean ± std over seeds), `runs.csv` (one row per run) and `accuracy.png` (bar plot).
+first `--attack_examples` test images. Text datasets (token ids: no pixels to attack) get clean
+accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar in the plot).
+Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and `accuracy.png`
+(bar plot).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from robust_jax import json_utils, robustness, train  # noqa: E402
+from robust_jax import data, json_utils, robustness, train  # noqa: E402
 from robust_jax.runs import config_name, load_config_file, load_run  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list('configs', None, 'Config files with variant, path:variant.',
@@ -57,26 +59,30 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
   train_seconds = time.perf_counter() - start
   if 'stopped_at_step' in results:
     sys.exit(f'interrupted: {workdir} saved step {results["stopped_at_step"]}; rerun to resume')
-  config, model, params, model_state, splits, mesh = load_run(workdir)
-  attacked = robustness.evaluate(model, params, model_state, splits.test, config.robustness, mesh)
-  labels = robustness.attack_labels(config.robustness)
-  row_accuracy = attacked['accuracy'][_EPSILON.value]
   record = {'config': config_name(spec), 'seed': seed, 'epochs': results['epochs'],
             'clean': results['test_accuracy'], 'clean_best': results['best_test_accuracy'],
-            'fgsm': row_accuracy['FGSM'],
-            'pgd': row_accuracy[labels['pgd']], 'train_seconds': train_seconds,
-            'attack_examples': attacked['num_examples'], 'epsilon': _EPSILON.value,
-            'pgd_steps': _PGD_STEPS.value, 'warnings': attacked['warnings']}
+            'fgsm': None, 'pgd': None, 'train_seconds': train_seconds, 'attack_examples': None,
+            'epsilon': None, 'pgd_steps': None, 'warnings': []}
+  if data.spec_for(config.dataset).modality != 'text':
+    config, model, params, model_state, splits, mesh = load_run(workdir)
+    attacked = robustness.evaluate(model, params, model_state, splits.test, config.robustness,
+                                   mesh)
+    labels = robustness.attack_labels(config.robustness)
+    row_accuracy = attacked['accuracy'][_EPSILON.value]
+    record.update(fgsm=row_accuracy['FGSM'], pgd=row_accuracy[labels['pgd']],
+                  attack_examples=attacked['num_examples'], epsilon=_EPSILON.value,
+                  pgd_steps=_PGD_STEPS.value, warnings=attacked['warnings'])
   json_utils.dump(record, record_path)
   return record
 
 
 def _check_reusable(record: dict, path: str) -> dict:
-  """Returns a finished run's record, or raises if it was made with other settings."""
+  """Returns a finished run's record, or raises if it was made with other settings (attack
+  settings are None in the records of text runs, which were not attacked)."""
   requested = {'epochs': _NUM_EPOCHS.value, 'epsilon': _EPSILON.value,
                'pgd_steps': _PGD_STEPS.value, 'attack_examples': _ATTACK_EXAMPLES.value or None}
   stale = {key: (record[key], value) for key, value in requested.items()
-           if value is not None and key in record and record[key] != value}
+           if value is not None and record.get(key) is not None and record[key] != value}
   if stale:
     raise app.UsageError(f'{path} was made with other settings (recorded, requested): {stale}; '
                          'use another --output_dir or delete the run folder.')
@@ -90,19 +96,26 @@ def summarise(records: list[dict]) -> list[dict]:
     row = {'config': name, 'seeds': len(runs), 'epochs': runs[0]['epochs']}
     for key in ('clean', 'clean_best', 'fgsm', 'pgd', 'train_seconds'):
       # Records made before best-epoch tracking hold the last evaluation only.
-      values = np.array([r.get(key, r['clean']) for r in runs])
+      values = [r.get(key, r['clean']) for r in runs]
+      if None in values:  # a text run's attacks: not run
+        row[key] = None
+        continue
+      values = np.array(values)
       row[key] = (float(values.mean()), float(values.std(ddof=1)) if len(runs) > 1 else 0.0)
     rows.append(row)
   return rows
 
 
 def _mean_std(pair, seeds: int, scale: float, digits: int) -> str:
-  """'mean ± std' of a (mean, std) pair, scaled; the mean alone for a single seed."""
+  """'mean ± std' of a (mean, std) pair, scaled; the mean alone for a single seed; '—' for None."""
+  if pair is None:
+    return '—'
   mean = f'{scale * pair[0]:.{digits}f}'
   return f'{mean} ± {scale * pair[1]:.{digits}f}' if seeds > 1 else mean
 
 
-def markdown(rows, attack_examples: int) -> str:
+def markdown(rows, attack_examples: int | None) -> str:
+  """The table; `attack_examples`: images attacked per image run (None when all runs are text)."""
   lines = [f'| config | seeds | epochs | clean, last | clean, best evaluation | '
            f'FGSM ε={_EPSILON.value} | PGD-{_PGD_STEPS.value} ε={_EPSILON.value} | '
            'train time per run (s) |', '|---|---|---|---|---|---|---|---|']
@@ -111,10 +124,13 @@ def markdown(rows, attack_examples: int) -> str:
     lines.append(f'| {row["config"]} | {row["seeds"]} | {row["epochs"]:g} | {pct("clean")} | '
                  f'{pct("clean_best")} | {pct("fgsm")} | {pct("pgd")} | '
                  f'{_mean_std(row["train_seconds"], row["seeds"], 1, 0)} |')
+  attacks = (f'FGSM / PGD (L∞, random start, step ε/4) on the first {attack_examples} test '
+             'images.' if attack_examples is not None else 'no attacks.')
+  if any(row['pgd'] is None for row in rows):
+    attacks += ' —: text data, clean accuracy only (no pixels to attack).'
   return '\n'.join(lines) + (
       '\n\nAccuracy (%) as mean ± std over seeds; clean on the full test set after the last '
-      'epoch and at the best evaluation (the AMP code reports the best epoch), '
-      f'FGSM / PGD (L∞, random start, step ε/4) on the first {attack_examples} test images.')
+      'epoch and at the best evaluation (the AMP code reports the best epoch), ' + attacks)
 
 
 def bar_plot(rows, path: str) -> None:
@@ -125,8 +141,9 @@ def bar_plot(rows, path: str) -> None:
   positions = np.arange(len(rows))
   for offset, (key, label) in enumerate((('clean', 'clean'), ('fgsm', 'FGSM'),
                                          ('pgd', f'PGD-{_PGD_STEPS.value}'))):
-    axes.bar(positions + (offset - 1) * 0.27, [100 * r[key][0] for r in rows], 0.27,
-             yerr=[100 * r[key][1] for r in rows], label=label, capsize=3)
+    pairs = [r[key] or (np.nan, np.nan) for r in rows]  # no bar for a text run's attacks
+    axes.bar(positions + (offset - 1) * 0.27, [100 * mean for mean, _ in pairs], 0.27,
+             yerr=[100 * std for _, std in pairs], label=label, capsize=3)
   axes.set_xticks(positions, [r['config'] for r in rows], rotation=20, ha='right')
   axes.set_ylabel('accuracy (%)')
   axes.set_ylim(0, 110)
@@ -153,7 +170,8 @@ def main(argv):
   if not records:
     raise app.UsageError(f'no finished runs in {_OUTPUT_DIR.value}')
   rows = summarise(records)
-  table = markdown(rows, records[0]['attack_examples'])
+  table = markdown(rows, next((r['attack_examples'] for r in records
+                               if r['attack_examples'] is not None), None))
   train_seconds = sum(r['train_seconds'] for r in records)
   with open(os.path.join(_OUTPUT_DIR.value, 'table.md'), 'w') as f:
     f.write(table + f'\n\nTraining time summed over the {len(records)} runs: '

@@ -12,15 +12,17 @@ from robust_jax.models import ModelFns
 __all__ = ['make_clean_eval_fn']
 
 
-def make_clean_eval_fn(model: ModelFns, mesh: Mesh):
+def make_clean_eval_fn(model: ModelFns, mesh: Mesh, input_fn=to_unit_float):
   """Returns jitted `fn(params, model_state, batches) -> {'accuracy', 'loss'}` (eval mode).
 
   `batches` comes from `data.pipeline.make_eval_batches`: (num_batches, B, ...) with a 0/1 mask.
+  `input_fn(stored batch) -> model inputs` (`data.eval_input_fn_for`): uint8 images -> [0, 1]
+  floats by default; the identity for text token ids.
   """
 
   def evaluate(params, model_state, batches):
     def one_batch(totals, batch):
-      logits, _ = model.apply(params, model_state, to_unit_float(batch['image']), train=False)
+      logits, _ = model.apply(params, model_state, input_fn(batch['image']), train=False)
       correct = (jnp.argmax(logits, -1) == batch['label']) * batch['mask']
       loss = losses.cross_entropy(logits, batch['label']) * batch['mask']
       return jax.tree.map(jnp.add, totals, (correct.sum(), loss.sum(), batch['mask'].sum())), None

@@ -8,8 +8,14 @@ from __future__ import annotations
 import ml_collections
 
 __all__ = ['AMP_TABLE_DATASETS', 'AMP_TABLE_MODELS', 'AMP_TABLE_VARIANTS', 'CUTOUT_LENGTH',
-           'WRN_AUGMENTATIONS', 'amp_recipe', 'amp_table_variant', 'cifar_config', 'cnn_model',
-           'default_config', 'parse_variant', 'plain_model']
+           'TEXT_DATASET_DEFAULTS', 'WRN_AUGMENTATIONS', 'amp_recipe', 'amp_table_variant',
+           'cifar_config', 'cnn_model', 'default_config', 'parse_variant', 'plain_model']
+
+# The dataset keys that only text datasets read (`robust_jax.data`): the notebooks' length 256,
+# no stop-word removal, the cache in `robust_jax.data.text.default_cache_dir()`.
+TEXT_DATASET_DEFAULTS = dict(max_length=256, vocab_size=50_000, min_count=1,
+                             remove_stop_words=False, csv_files=('train.csv', 'test.csv'),
+                             cache_dir='')
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -17,7 +23,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.dataset = dict(name='fashion_mnist', source='idx', path='/usr/share/datasets/fashion-mnist',
                    download=False, augmentation='default', crop_padding=4, crop_fill=0,
-                   autoaugment='none', cutout_length=0)
+                   autoaugment='none', cutout_length=0, **TEXT_DATASET_DEFAULTS)
   c.model = dict(name='cnn', dropout_rate=0.0, dropout_sites=(), widths=(32, 64), kernel_size=3,
                  hidden_size=256, batch_norm=False)
   c.targets = dict(name='one_hot')
@@ -30,7 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
                      boundaries_epochs=(), decay_factor=0.1)
   c.train = dict(batch_size=128, num_epochs=3, num_steps=0, log_every_steps=50, eval_every_epochs=1,
                  checkpoint_every_steps=1000, checkpoint_every_minutes=10.0,
-                 max_checkpoints_to_keep=2, log_grad_norm=False)
+                 max_checkpoints_to_keep=2, log_grad_norm=False, compute_dtype='float32')
   c.eval = dict(batch_size=1000)
   c.robustness = dict(norm='linf', epsilons=('0', '0.1'), attacks=('fgsm', 'pgd', 'apgd_ce', 'apgd_dlr'),
                       pgd_steps=20, pgd_relative_step_size=0.25, pgd_restarts=1, apgd_steps=100,
@@ -58,14 +64,15 @@ def cifar_config(dataset: str, model: str, **model_overrides) -> ml_collections.
   batch 128, 200 epochs, learning rate ×0.1 at epochs 100 and 150; L∞ evaluation up to 8/255."""
   c = default_config()
   c.dataset = dict(name=dataset, source='tfds', path='', download=False, augmentation='default',
-                   crop_padding=4, crop_fill=128, autoaugment='none', cutout_length=0)
+                   crop_padding=4, crop_fill=128, autoaugment='none', cutout_length=0,
+                   **TEXT_DATASET_DEFAULTS)
   c.model = plain_model(model, **model_overrides)
   c.optimizer = dict(name='sgd', learning_rate=0.1, momentum=0.9, nesterov=True,
                      weight_decay=5e-4, grad_clip_norm=0.0, schedule='piecewise',
                      warmup_epochs=0.0, boundaries_epochs=(100.0, 150.0), decay_factor=0.1)
   c.train = dict(batch_size=128, num_epochs=200, num_steps=0, log_every_steps=100,
                  eval_every_epochs=10, checkpoint_every_steps=2000, checkpoint_every_minutes=10.0,
-                 max_checkpoints_to_keep=2, log_grad_norm=False)
+                 max_checkpoints_to_keep=2, log_grad_norm=False, compute_dtype='float32')
   c.robustness.epsilons = ('0', '2/255', '4/255', '8/255')
   c.robustness.large_epsilon = '64/255'
   return c

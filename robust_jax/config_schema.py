@@ -73,15 +73,24 @@ def text() -> Field:
   return Field((str,), allowed='any string')
 
 
-def one_of(*choices: str) -> Field:
-  return Field((str,), lambda v: v in choices, f'must be one of: {", ".join(choices)}')
+def one_of(*choices: str, note: str = '') -> Field:
+  """One of `choices`; `note` is appended to the error, e.g. why an obvious value is missing."""
+  return Field((str,), lambda v: v in choices,
+               f'must be one of: {", ".join(choices)}' + (f' ({note})' if note else ''))
 
 
-def sequence_of(item: Field, *, min_length: int = 0, allowed: str = '') -> Field:
+def sequence_of(item: Field, *, min_length: int = 0, max_length: int | None = None,
+                allowed: str = '') -> Field:
   def ok(values):
-    return len(values) >= min_length and all(
-        isinstance(v, item.types) and item.predicate(v) for v in values)
-  return Field((tuple, list), ok, allowed or f'a sequence of at least {min_length} items, each '
+    return (min_length <= len(values) <= (len(values) if max_length is None else max_length)
+            and all(isinstance(v, item.types) and item.predicate(v) for v in values))
+  if max_length == min_length:
+    size = f'exactly {min_length} items'
+  elif max_length is None:
+    size = f'at least {min_length} items'
+  else:
+    size = f'{min_length} to {max_length} items'
+  return Field((tuple, list), ok, allowed or f'a sequence of {size}, each '
                f'{item.allowed or "/".join(t.__name__ for t in item.types)}')
 
 

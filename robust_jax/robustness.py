@@ -1,5 +1,6 @@
 """Robustness evaluation: clean, FGSM, PGD-k (restarts), APGD-CE and APGD-DLR accuracy at each ε, and
-the robust accuracy = per-example worst case over all of them.
+the robust accuracy = per-example worst case over all of them; or, with `evaluate_autoattack`,
+AutoAttack (`attacks.autoattack`) beside FGSM and PGD-k.
 
 ε values are given as text ('8/255', '0.1') and reported exactly as given. Sanity checks flag the
 usual signs of gradient masking (Carlini et al. 2019; Croce & Hein 2020): ε = 0 must give clean
@@ -7,10 +8,22 @@ accuracy, accuracy must not rise with ε, PGD must not be weaker than FGSM, APGD
 PGD (within sampling noise), and a large ε must drive accuracy towards zero; each check is made
 only where its attacks and ε values were run, and the results list the checks made. The results
 also record the number of examples, the checkpoint step and every attack's settings and seed.
+
+AutoAttack presets (`PRESETS`): 'autoattack' (version 'standard': APGD-CE, APGD-T, FAB-T, Square)
+and 'autoattack_rand' (APGD-CE and APGD-DLR with EOT, for models whose `model_mode` is random,
+i.e. 'train' with dropout). Their table gives, at each ε, clean accuracy, FGSM and PGD-k accuracy
+(each alone, for the masking checks) and the robust accuracy after each AutoAttack attack in
+sequence (cumulative: each attack runs only on the examples still robust); the worst case is over
+AutoAttack, FGSM and PGD-k. The results also hold each attack's seconds and the gradient-masking
+flags (`gradient_masking_flags`): Square breaks more than 1 % of the examples (fraction of all
+examples evaluated) that every gradient attack before it left robust; PGD weaker than FGSM; the
+worst case at the large ε above chance.
 """
 from __future__ import annotations
 
+import dataclasses
 import fractions
+import functools
 import math
 
 import jax
@@ -20,15 +33,23 @@ import tqdm
 
 from robust_jax import attacks
 from robust_jax import config_schema as cs
+from robust_jax import sharding
+from robust_jax.attacks.autoattack import CLEAN, accuracy_after_each, run_sequence
 from robust_jax.data import pipeline
 from robust_jax.methods.adversarial_training import MODEL_MODES
 
-__all__ = ['ATTACKS', 'SCHEMA', 'WORST_CASE', 'attack_labels', 'attack_settings', 'describe',
-           'eval_batch_size', 'evaluate', 'make_batch_fn', 'markdown_table', 'parse_epsilon',
-           'plot', 'sanity_checks', 'sanity_report']
+__all__ = ['ATTACKS', 'AUTOATTACK_LABELS', 'PRESETS', 'SCHEMA', 'SQUARE_TOLERANCE', 'WORST_CASE',
+           'attack_labels', 'attack_settings', 'describe', 'eval_batch_size', 'evaluate',
+           'evaluate_autoattack', 'gradient_masking_flags', 'gradient_masking_report',
+           'make_batch_fn', 'markdown_table', 'parse_epsilon', 'plot', 'sanity_checks',
+           'sanity_report']
 
 ATTACKS = ('fgsm', 'pgd', 'apgd_ce', 'apgd_dlr')
 WORST_CASE = 'worst case'
+PRESETS = {'autoattack': 'standard', 'autoattack_rand': 'rand'}  # preset -> AutoAttack version
+AUTOATTACK_LABELS = {'apgd-ce': 'APGD-CE', 'apgd-dlr': 'APGD-DLR', 'apgd-t': 'APGD-T',
+                     'fab': 'FAB', 'fab-t': 'FAB-T', 'square': 'Square'}
+SQUARE_TOLERANCE = 0.01  # Square may break at most this fraction of the examples evaluated
 
 
 def parse_epsilon(text: str) -> float:
@@ -111,22 +132,25 @@ def make_batch_fn(model, config):
                                       key=key)[0]
     is_correct = lambda x_adv: jnp.argmax(logits_fn(x_adv), -1) == labels
     keys = dict(zip(ATTACKS, jax.random.split(key, len(ATTACKS))))
-    run = {
-        'fgsm': lambda: attacks.fgsm(logits_fn, x, labels, epsilon=epsilon, norm=config.norm),
-        'pgd': lambda: attacks.pgd(
-            logits_fn, x, labels, keys['pgd'], epsilon=epsilon,
-            step_size=config.pgd_relative_step_size * epsilon, num_steps=config.pgd_steps,
-            norm=config.norm, random_start=True, restarts=config.pgd_restarts),
-        'apgd_ce': lambda: attacks.apgd(logits_fn, x, labels, keys['apgd_ce'], epsilon=epsilon,
-                                        num_steps=config.apgd_steps, norm=config.norm, loss='ce',
-                                        restarts=config.apgd_restarts),
-        'apgd_dlr': lambda: attacks.apgd(logits_fn, x, labels, keys['apgd_dlr'], epsilon=epsilon,
-                                         num_steps=config.apgd_steps, norm=config.norm,
-                                         loss='dlr', restarts=config.apgd_restarts),
-    }
-    return {'clean': is_correct(x), **{name: is_correct(run[name]()) for name in config.attacks}}
+    return {'clean': is_correct(x),
+            **{name: is_correct(_attack(name, config, logits_fn, x, labels, keys[name], epsilon))
+               for name in config.attacks}}
 
   return jax.jit(correct_under_attacks)
+
+
+def _attack(name: str, config, logits_fn, images, labels, key, epsilon) -> jax.Array:
+  """The adversarial images of attack `name` (one of ATTACKS) with `config`'s budgets."""
+  if name == 'fgsm':
+    return attacks.fgsm(logits_fn, images, labels, epsilon=epsilon, norm=config.norm)
+  if name == 'pgd':
+    return attacks.pgd(logits_fn, images, labels, key, epsilon=epsilon,
+                       step_size=config.pgd_relative_step_size * epsilon,
+                       num_steps=config.pgd_steps, norm=config.norm, random_start=True,
+                       restarts=config.pgd_restarts)
+  return attacks.apgd(logits_fn, images, labels, key, epsilon=epsilon, num_steps=config.apgd_steps,
+                      norm=config.norm, loss=name.removeprefix('apgd_'),
+                      restarts=config.apgd_restarts)
 
 
 def evaluate(model, params, model_state, test_split, config, mesh,
@@ -174,29 +198,131 @@ def evaluate(model, params, model_state, test_split, config, mesh,
              'large_epsilon_accuracy': large_accuracy,
              'large_epsilon_examples': int(mask.sum()), 'attacks': attack_settings(config)}
   results['sanity_checks'], results['warnings'] = sanity_checks(results, config)
+  results['gradient_masking'] = gradient_masking_flags(results, config)
+  return results
+
+
+def _model_logits(model, train, params, model_state, images, key):
+  return model.apply(params, model_state, images, train=train, key=key)[0]
+
+
+def _fixed_key_logits(model, train, params, model_state, key, images):
+  return _model_logits(model, train, params, model_state, images, key)
+
+
+@jax.jit
+def _predict(logits_fn, images):
+  return jnp.argmax(logits_fn(images), -1)
+
+
+def _autoattack_row(fixed_logits, autoattack_logits, single, images, labels, key, epsilon,
+                    config, version, settings, batch_size, batch_sharding):
+  """({column: accuracy}, {column: seconds}, worst-case robust (N,) bool) at one ε: FGSM and
+  PGD-k each alone, then the AutoAttack sequence (cumulative accuracy after each attack)."""
+  accuracy, seconds, robust = {}, {}, np.ones(len(labels), bool)
+  classify = lambda x, _: _predict(fixed_logits, x)
+  single_key, key = jax.random.split(key)
+  for index, (label, attack) in enumerate(single.items()):
+    result = run_sequence(classify, images, labels, jax.random.fold_in(single_key, index),
+                          [(label, functools.partial(attack, fixed_logits, epsilon=epsilon))],
+                          batch_size=batch_size, sharding=batch_sharding)
+    accuracy[label], seconds[label] = float(np.mean(result.broken_by == -1)), result.seconds[label]
+    robust &= result.broken_by == -1
+  result = attacks.autoattack_sequence(autoattack_logits, images, labels, key, epsilon,
+                                       config.norm, version, settings=settings,
+                                       batch_size=batch_size, sharding=batch_sharding)
+  after = accuracy_after_each(result.broken_by, attacks.autoattack_names(version))
+  robust &= result.broken_by == -1
+  accuracy = {'clean': after.pop(CLEAN), **accuracy,
+              **{AUTOATTACK_LABELS[name]: value for name, value in after.items()},
+              WORST_CASE: float(robust.mean())}
+  seconds.update({AUTOATTACK_LABELS[name]: value for name, value in result.seconds.items()})
+  return accuracy, seconds, robust
+
+
+def evaluate_autoattack(model, params, model_state, test_split, config, mesh, *,
+                        preset: str = 'autoattack',
+                        autoattack_settings: attacks.AutoAttackSettings = (
+                            attacks.AutoAttackSettings()),
+                        checkpoint_step: int | None = None) -> dict:
+  """`evaluate` for an AutoAttack preset (module docstring): per ε, clean, FGSM and PGD-k (each
+  alone; `config`'s budgets) and the accuracy after each AutoAttack attack, the worst case, each
+  attack's seconds (compilation included), the sanity checks and the gradient-masking flags.
+
+  The examples are sharded over `mesh` in chunks of at most `config.batch_size`;
+  `autoattack_settings` shrinks AutoAttack's budgets (tests, quick looks). 'autoattack_rand'
+  draws the model's randomness from `config.model_mode` ('train': dropout on); a deterministic
+  model gets a warning.
+  """
+  if preset not in PRESETS:
+    raise ValueError(f'preset={preset!r}: must be one of {", ".join(map(repr, PRESETS))}')
+  version = PRESETS[preset]
+  if config.num_examples:
+    test_split = type(test_split)(test_split.images[:config.num_examples],
+                                  test_split.labels[:config.num_examples])
+  images = np.asarray(test_split.images, np.float32) / 255.0  # as pipeline.to_unit_float
+  labels = np.asarray(test_split.labels, np.int32)
+  batch_size = eval_batch_size(len(labels), config.batch_size, mesh.size)
+  batch_sharding = sharding.batch_sharded(mesh)
+  train, key = config.model_mode == 'train', jax.random.key(config.seed)
+  fixed_logits = jax.tree_util.Partial(functools.partial(_fixed_key_logits, model, train), params,
+                                       model_state, key)
+  autoattack_logits = fixed_logits if version != 'rand' else jax.tree_util.Partial(
+      functools.partial(_model_logits, model, train), params, model_state)
+  fgsm_pgd = config.copy_and_resolve_references()
+  fgsm_pgd.attacks = ('fgsm', 'pgd')
+  labels_of = attack_labels(fgsm_pgd)
+  single = {labels_of[name]: jax.jit(functools.partial(_attack, name, fgsm_pgd))
+            for name in fgsm_pgd.attacks}
+  row = functools.partial(_autoattack_row, fixed_logits, autoattack_logits, single,
+                          config=config, version=version, settings=autoattack_settings,
+                          batch_size=batch_size, batch_sharding=batch_sharding)
+  accuracy, seconds = {}, {}
+  for epsilon_text in tqdm.tqdm(config.epsilons, unit='ε', dynamic_ncols=True):
+    accuracy[epsilon_text], seconds[epsilon_text], _ = row(
+        images, labels, key, jnp.float32(parse_epsilon(epsilon_text)))
+  first = slice(0, min(batch_size, len(labels)))
+  _, _, large_robust = row(images[first], labels[first], key,
+                           jnp.float32(parse_epsilon(config.large_epsilon)))
+  sequence = [AUTOATTACK_LABELS[name] for name in attacks.AUTOATTACK_VERSIONS[version]]
+  results = {'preset': preset, 'accuracy': accuracy, 'seconds': seconds,
+             'num_examples': len(labels), 'checkpoint_step': checkpoint_step,
+             'norm': config.norm, 'num_classes': model.module.num_classes, 'seed': config.seed,
+             'batch_size': batch_size, 'large_epsilon': config.large_epsilon,
+             'large_epsilon_accuracy': float(large_robust.mean()),
+             'large_epsilon_examples': len(large_robust),
+             'attacks': {**attack_settings(fgsm_pgd), 'AutoAttack': dict(
+                 attack='autoattack', version=version, **dataclasses.asdict(autoattack_settings),
+                 seed=config.seed, norm=config.norm, model_mode=config.model_mode)},
+             'autoattack': {'version': version, 'sequence': sequence}}
+  results['sanity_checks'], results['warnings'] = sanity_checks(results, fgsm_pgd)
+  results['gradient_masking'] = gradient_masking_flags(results, fgsm_pgd)
   return results
 
 
 def sanity_checks(results, config) -> tuple[list[str], list[str]]:
   """(the checks made, warnings for those failed); tolerance = two binomial standard errors at
-  p = 0.5. A check is made only where its attacks and ε values were run."""
-  accuracy, n = results['accuracy'], results['num_examples']
-  noise = 2 * math.sqrt(0.25 / n)
+  p = 0.5. A check is made only where its attacks and ε values were run. With AutoAttack's Square
+  in the results, Square may break at most `SQUARE_TOLERANCE` of the examples."""
+  accuracy = results['accuracy']
+  noise = _noise(results)
   labels = attack_labels(config)
+  square = _square_breaks(results)
   ordered = sorted(accuracy, key=parse_epsilon)
   apgd = [labels[a] for a in ('apgd_ce', 'apgd_dlr') if a in config.attacks]
   pgd_vs_fgsm = 'pgd' in config.attacks and 'fgsm' in config.attacks
   apgd_vs_pgd = 'pgd' in config.attacks and bool(apgd)
   made = {'ε = 0 gives clean accuracy': any(parse_epsilon(e) == 0 for e in ordered),
           'accuracy does not rise with ε': len(ordered) > 1, 'PGD ≤ FGSM': pgd_vs_fgsm,
-          'APGD ≤ PGD': apgd_vs_pgd, f'large ε={results["large_epsilon"]} → below chance': True}
+          'APGD ≤ PGD': apgd_vs_pgd, f'large ε={results["large_epsilon"]} → below chance': True,
+          'Square breaks ≤ 1 % after the gradient attacks': bool(square)}
   warnings = []
   for epsilon in ordered:
     row = accuracy[epsilon]
     if parse_epsilon(epsilon) == 0 and any(v != row['clean'] for v in row.values()):
       warnings.append(f'ε={epsilon}: attacks at ε = 0 changed accuracy from clean '
                       f'{row["clean"]:.4f} (min {min(row.values()):.4f})')
-    if pgd_vs_fgsm and row[labels['pgd']] > row['FGSM'] + noise:
+    if pgd_vs_fgsm and _pgd_weaker_than_fgsm(row, labels, noise):
       warnings.append(f'ε={epsilon}: {labels["pgd"]} accuracy {row[labels["pgd"]]:.4f} exceeds '
                       f'FGSM {row["FGSM"]:.4f}: PGD weaker than FGSM suggests gradient masking')
     if apgd_vs_pgd and min(row[a] for a in apgd) > row[labels['pgd']] + noise:
@@ -207,10 +333,58 @@ def sanity_checks(results, config) -> tuple[list[str], list[str]]:
       if name != 'clean' and value > accuracy[smaller][name] + noise:
         warnings.append(f'{name}: accuracy rises from {accuracy[smaller][name]:.4f} at '
                         f'ε={smaller} to {value:.4f} at ε={larger}')
-  if results['large_epsilon_accuracy'] > 1.0 / results['num_classes']:
+  for epsilon, fraction in square.items():
+    if fraction > SQUARE_TOLERANCE:
+      warnings.append(f'ε={epsilon}: Square broke {100 * fraction:.2f} % of the examples, all left '
+                      'robust by every gradient attack before it (> 1 %): gradient masking')
+  if _large_epsilon_above_chance(results):
     warnings.append(f'worst-case accuracy {results["large_epsilon_accuracy"]:.4f} at the large '
                     f'ε={results["large_epsilon"]} is above chance: the attacks may be masked')
   return [check for check, was_made in made.items() if was_made], warnings
+
+
+def _noise(results) -> float:
+  """Two binomial standard errors at p = 0.5 for the number of examples evaluated."""
+  return 2 * math.sqrt(0.25 / results['num_examples'])
+
+
+def _pgd_weaker_than_fgsm(row, labels, noise) -> bool:
+  return row[labels['pgd']] > row['FGSM'] + noise
+
+
+def _large_epsilon_above_chance(results) -> bool:
+  return results['large_epsilon_accuracy'] > 1.0 / results['num_classes']
+
+
+def _square_breaks(results) -> dict[str, float]:
+  """{ε: fraction of all examples that AutoAttack's Square broke after the attacks before it};
+  empty where Square did not run after a gradient attack."""
+  sequence = results.get('autoattack', {}).get('sequence', [])
+  if AUTOATTACK_LABELS['square'] not in sequence[1:]:
+    return {}
+  before = sequence[sequence.index(AUTOATTACK_LABELS['square']) - 1]
+  return {epsilon: row[before] - row[AUTOATTACK_LABELS['square']]
+          for epsilon, row in results['accuracy'].items()}
+
+
+def gradient_masking_flags(results, config) -> dict[str, bool]:
+  """{flag: raised}, for the flags the attacks run allow (the sanity checks' tolerances):
+
+  * 'square_breaks_gradient_robust': at some ε, Square broke more than 1 % of the examples that
+    every gradient attack before it had left robust (AutoAttack results only);
+  * 'fgsm_stronger_than_pgd': at some ε, PGD accuracy exceeds FGSM's beyond sampling noise;
+  * 'large_epsilon_not_near_zero': the worst case at the large ε is above chance.
+  """
+  flags = {}
+  square = _square_breaks(results)
+  if square:
+    flags['square_breaks_gradient_robust'] = max(square.values()) > SQUARE_TOLERANCE
+  if 'pgd' in config.attacks and 'fgsm' in config.attacks:
+    labels, noise = attack_labels(config), _noise(results)
+    flags['fgsm_stronger_than_pgd'] = any(
+        _pgd_weaker_than_fgsm(row, labels, noise) for row in results['accuracy'].values())
+  flags['large_epsilon_not_near_zero'] = _large_epsilon_above_chance(results)
+  return flags
 
 
 def sanity_report(results) -> list[str]:
@@ -241,7 +415,27 @@ def markdown_table(results) -> str:
            '|---' * (len(columns) + 1) + '|']
   for epsilon, row in accuracy.items():
     lines.append(f'| {epsilon} | ' + ' | '.join(f'{100 * row[c]:.2f}' for c in columns) + ' |')
-  return '\n'.join(lines) + f'\n\nAccuracy (%) on {describe(results)}.'
+  text = '\n'.join(lines) + f'\n\nAccuracy (%) on {describe(results)}.'
+  if 'autoattack' in results:
+    sequence = results['autoattack']['sequence']
+    text += (f' {sequence[0]} to {sequence[-1]}: robust accuracy after each attack of AutoAttack '
+             f'({results["autoattack"]["version"]}), each run on the examples still robust.')
+  if 'seconds' in results:
+    columns = list(next(iter(results['seconds'].values())))
+    lines = ['| ε | ' + ' | '.join(columns) + ' |', '|---' * (len(columns) + 1) + '|']
+    lines += [f'| {epsilon} | ' + ' | '.join(f'{row[c]:.1f}' for c in columns) + ' |'
+              for epsilon, row in results['seconds'].items()]
+    text += '\n\nSeconds per attack (wall time, compilation included):\n\n' + '\n'.join(lines)
+  if 'gradient_masking' in results:
+    text += '\n\n' + gradient_masking_report(results)
+  return text
+
+
+def gradient_masking_report(results) -> str:
+  """One line: each gradient-masking flag checked, 'RAISED' or 'no'."""
+  flags = results['gradient_masking']
+  return 'Gradient-masking flags: ' + '; '.join(
+      f'{name}: {"RAISED" if raised else "no"}' for name, raised in flags.items()) + '.'
 
 
 def plot(results, path: str, title: str = '') -> None:

@@ -61,5 +61,6 @@ def load_run(workdir: str, step: int | None = None, devices=None):
     state = checkpointer.restore(template, step)
   finally:
     checkpointer.close()
-  model = build_model(config.model, data.spec_for(config.dataset))
+  model = build_model(config.model, data.spec_for(config.dataset),
+                      compute_dtype=config.train.compute_dtype)
   return config, model, state.params, state.model_state, data.load_splits(config.dataset), mesh

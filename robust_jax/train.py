@@ -103,14 +103,15 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   steps_per_epoch = pipeline.steps_per_epoch(train_split.num_examples, batch_size)
   total_steps = config.train.num_steps or config.train.num_epochs * steps_per_epoch
 
-  model = build_model(config.model, spec, objectives.build_feature_transforms(config))
+  model = build_model(config.model, spec, objectives.build_feature_transforms(config),
+                      compute_dtype=config.train.compute_dtype)
   optimizer, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch, total_steps)
   init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
   step_fn = train_step.make_train_step(
       objectives.build_loss_fn(config, model, spec.num_classes), optimizer,
       data.augment_fn_for(config.dataset),
       step_key, mesh, config.train.log_grad_norm)
-  evaluate = clean_accuracy.make_clean_eval_fn(model, mesh)
+  evaluate = clean_accuracy.make_clean_eval_fn(model, mesh, data.eval_input_fn_for(config.dataset))
   epoch_batches = pipeline.make_epoch_batches_fn(mesh, train_split.num_examples, batch_size)
   take_batch = jax.jit(lambda batches, i: jax.tree.map(lambda a: a[i], batches),
                        out_shardings=sharding.batch_sharded(mesh))

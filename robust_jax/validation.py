@@ -25,6 +25,10 @@ TRAIN_SCHEMA: cs.Schema = {
     # log ‖∇θ‖ every step: one more pass over the gradients, about 3 % of a small CNN's step on
     # CPU (measured with experiments/benchmark.py), so off unless asked for.
     'log_grad_norm': cs.boolean(),
+    # what convolutions and hidden matmuls compute in; parameters, optimizer state, batch-norm
+    # statistics, logits, losses and attacks stay float32 (`robust_jax.models.base`).
+    'compute_dtype': cs.one_of(*models.COMPUTE_DTYPES, note='float16 would need loss scaling, '
+                               'which robust_jax does not do'),
 }
 EVAL_SCHEMA: cs.Schema = {'batch_size': cs.integer(1)}
 DISTRIBUTED_SCHEMA: cs.Schema = {
@@ -51,6 +55,7 @@ def validate_config(config) -> None:
   for name, schema in PLAIN_SECTIONS.items():
     cs.check_section(f'config.{name}', config[name], schema)
   models.validate(config.model)
+  models.check_dataset(config.model, data.spec_for(config.dataset))
   entries = [registry.validate(f'config.{name}', config[name])
              for name, registry in objectives.SECTIONS.items()]
   _, feature_sites = models.model_sites(config.model)

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from robust_jax import data, optim, train_state
+from robust_jax import config_defaults, data, optim, train_state
 from robust_jax.config_schema import ConfigError
 from robust_jax.models import build_model
 
@@ -38,8 +38,12 @@ HISTORY_FILE = 'config_history.jsonl'
 NEUTRAL_KEYS = ('train.log_every_steps', 'train.eval_every_epochs', 'train.log_grad_norm',
                 'train.checkpoint_every_steps', 'train.checkpoint_every_minutes',
                 'train.max_checkpoints_to_keep', 'eval.batch_size', 'robustness', 'distributed')
-# Keys added after workdirs were first written, with the value that reproduces the older runs.
-ADDED_KEYS = {'train.num_steps': 0, 'train.checkpoint_every_minutes': 0.0}
+# Keys added after workdirs were first written, with the value that reproduces the older runs
+# (the text-only dataset keys: image runs never read them).
+ADDED_KEYS = {'train.num_steps': 0, 'train.checkpoint_every_minutes': 0.0,
+              'train.compute_dtype': 'float32',
+              **{f'dataset.{key}': value
+                 for key, value in config_defaults.TEXT_DATASET_DEFAULTS.items()}}
 _ABSENT = '(absent)'
 
 

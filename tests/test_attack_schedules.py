@@ -181,12 +181,12 @@ def reference_apgd(problem, x0, *, epsilon, norm, num_steps, rho=0.75, tolerance
   return ReferenceRun(np.stack(iterates), halved)
 
 
-def _apgd_points(problem, *, epsilon, norm, num_steps, loss='ce', seed=0):
+def _apgd_points(problem, *, epsilon, norm, num_steps, loss='ce', seed=0, start='sphere'):
   logits_fn, points = recording(problem.logits_fn)
   labels = jnp.full(len(problem.clean), LABEL, jnp.int32)
   result = attacks.apgd(logits_fn, jnp.asarray(problem.clean, jnp.float32), labels,
                         jax.random.key(seed), epsilon=epsilon, num_steps=num_steps, norm=norm,
-                        loss=loss)
+                        loss=loss, start=start)
   assert len(points) >= num_steps + 1, 'APGD evaluates the model at x^0 and after every step'
   return np.asarray(result, np.float64), np.stack(points[:num_steps + 1])
 
@@ -227,7 +227,8 @@ def test_apgd_keeps_the_step_while_the_loss_rises_and_halves_it_when_it_falls():
       clean=np.full((2, 1, 1, 2), 0.5), linear=np.array([[100.0, 0.0]] * 2),
       curvature=np.array([[0.0, 10.0]] * 2), centre=np.array([[0.0, 0.0], [0.0, 0.95 * epsilon]]),
       offset=np.array([-12.0, -12.0]))
-  _, points = _apgd_points(problem, epsilon=epsilon, norm='linf', num_steps=10)
+  _, points = _apgd_points(problem, epsilon=epsilon, norm='linf', num_steps=10,
+                           start='ball')  # the sphere's start lies on the box face
   d = points[:4, :, 0, 0, :] - 0.5  # (step, example, coordinate)
   value = [problem.value(x) for x in points[:3]]
   assert np.all(value[1] > value[0]), 'step 1 must raise both losses (start not on the face)'

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from robust_jax import config_schema, data, sharding
+from robust_jax import config_defaults, config_schema, data, sharding
 from robust_jax.data import autoaugment, pipeline
 
 SHEARS = ('shearX', 'shearY')
@@ -207,7 +207,8 @@ def test_same_augmentation_on_one_and_eight_devices(eight_devices):
 def _svhn_section():
   return ml_collections.ConfigDict(dict(
       name='svhn', source='tfds', path='', download=False, augmentation='default', crop_padding=2,
-      crop_fill=128, cutout_length=20, autoaugment='none'))
+      crop_fill=128, cutout_length=20, autoaugment='none',
+      **config_defaults.TEXT_DATASET_DEFAULTS))
 
 
 def test_augment_fn_for_resolves_the_dataset_default():

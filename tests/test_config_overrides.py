@@ -71,11 +71,23 @@ def test_a_model_switch_fills_the_model_defaults():
   validation.validate_config(config)
 
 
+# Components for text data only, checked on a text config (each is a one-line error on images).
+TEXT_ONLY = {('model', 'gru'), ('model', 'lstm'), ('model', 'textcnn'),
+             ('adversary', 'embedding_fgm'), ('adversary', 'embedding_pgd'),
+             ('weight_perturbation', 'dropattack_embedding')}
+
+
 @pytest.mark.parametrize('section', sorted(config_overrides.SWITCHABLE))
 def test_every_registered_component_has_a_valid_default_section(section):
   components = config_overrides.SWITCHABLE[section]
   for name in components.names():
-    config = config_overrides.apply_overrides(_config(), [f'{section}.name={name}'])
+    base = _config()
+    if (section, name) in TEXT_ONLY:
+      with pytest.raises(ConfigError, match=r'^[^\n]*\bimage data\b[^\n]*$'):
+        validation.validate_config(config_overrides.apply_overrides(base, [
+            f'{section}.name={name}']))
+      base = _config('text.py:offline_ag_news_gru_erm')
+    config = config_overrides.apply_overrides(base, [f'{section}.name={name}'])
     assert config[section].to_dict() == {'name': name, **components.lookup('', name).defaults}
     components.validate(f'config.{section}', config[section])
     if (section, name) == ('loss', 'mdl'):  # MDL needs dropout: a clear cross-check error
@@ -95,9 +107,10 @@ BAD_OVERRIDES = [
     (['adversary.name=pgd', 'adversary.num_step=5'], 'config.adversary.num_step: unknown key; '
      'known keys: epsilon, model_mode, name, norm, num_steps, random_start, step_size'),
     (['adversary.name=pgdd'],
-     "config.adversary.name='pgdd': unknown adversary; choose one of: fgsm, none, pgd"),
+     "config.adversary.name='pgdd': unknown adversary; choose one of: embedding_fgm, "
+     'embedding_pgd, fgsm, none, pgd'),
     (['model.name=resnet50'], "config.model.name='resnet50': unknown model; choose one of: cnn, "
-     'mlp, preact_resnet18, vgg16, wrn28_10, wrn34_10'),
+     'gru, lstm, mlp, preact_resnet18, textcnn, vgg16, wrn28_10, wrn34_10'),
     (['adversary=pgd'],
      'config.adversary: is a section; override its keys, e.g. --config.adversary.name=...'),
     (['seed.value=1'], 'config.seed.value: config.seed=0 is a value, not a section'),

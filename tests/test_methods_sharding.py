@@ -70,8 +70,9 @@ def test_one_and_eight_devices_agree(name, eight_devices):
   losses_1, variables_1 = _run_steps(CONFIGS[name], eight_devices[:1])
   losses_8, variables_8 = _run_steps(CONFIGS[name], eight_devices)
   np.testing.assert_allclose(losses_1, losses_8, rtol=2e-5)
-  # atol: 3 Adam steps; summation order differs across devices (~1e-5 on a few entries here).
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=3e-5),
+  # atol: 3 Adam steps; summation order differs across devices (~1e-5 on a few entries with
+  # jax 0.10.2, 4.1e-5 on one with jax 0.12).
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=5e-5),
                variables_1, variables_8)
   assert losses_1[0] != losses_1[-1]  # the steps did train
   assert np.abs(variables_1[1]['batch_stats']['BatchNorm_0']['mean']).max() > 0  # and updated BN

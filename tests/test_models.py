@@ -23,26 +23,36 @@ MODEL_SECTIONS = {
     'wrn28_10': config_defaults.plain_model('wrn28_10'),
     'wrn34_10': config_defaults.plain_model('wrn34_10'),
 }
+# Text models, default sections (the official sizes); their inputs are token ids.
+TEXT_MODELS = ('gru', 'lstm', 'textcnn')
+MODEL_SECTIONS.update({name: MODELS.default_section('', name) for name in TEXT_MODELS})
 
 
 def test_every_registered_model_is_covered():
   assert sorted(MODEL_SECTIONS) == MODELS.names()
 
 
-@pytest.mark.parametrize('dataset', sorted(data.SPECS))
-@pytest.mark.parametrize('model_name', sorted(MODEL_SECTIONS))
+def _modality(model_name):
+  return 'text' if model_name in TEXT_MODELS else 'image'
+
+
+@pytest.mark.parametrize('model_name, dataset', [
+    (model_name, dataset) for model_name in sorted(MODEL_SECTIONS) for dataset in sorted(data.SPECS)
+    if data.SPECS[dataset].modality == _modality(model_name)])
 def test_output_shape(model_name, dataset):
   import ml_collections
-  spec = data.SPECS[dataset]
+  spec = data.spec_for(ml_collections.ConfigDict(
+      dict(name=dataset, **config_defaults.TEXT_DATASET_DEFAULTS)))
   model = build_model(ml_collections.ConfigDict(MODEL_SECTIONS[model_name]), spec)
-  images = jax.ShapeDtypeStruct((2, *spec.image_shape), jnp.float32)
+  images = jax.ShapeDtypeStruct((2, *spec.image_shape),
+                                jnp.int32 if spec.modality == 'text' else jnp.float32)
   params, state = jax.eval_shape(lambda: model.init(jax.random.key(0), spec.image_shape))
   for train in (False, True):
     logits, _ = jax.eval_shape(
         lambda p, s, x, train=train: model.apply(p, s, x, train=train, key=jax.random.key(1)),
         params, state, images)
     chex.assert_shape(logits, (2, spec.num_classes))
-  assert ('batch_stats' in state) == (model_name not in ('mlp', 'cnn'))
+  assert ('batch_stats' in state) == (model_name not in ('mlp', 'cnn', *TEXT_MODELS))
 
 
 def _cnn(**overrides):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robust_jax import config_defaults, json_utils, robustness, train
+from robust_jax import attacks, config_defaults, json_utils, robustness, train
 from robust_jax.runs import load_run
 from tests import helpers
 
@@ -156,3 +156,54 @@ def test_evaluate_command_with_fgsm_only(trained_workdir, tmp_path):
                                       'large ε=0.5 → below chance']
   assert robustness.sanity_report(results)[0] in run.stdout
   assert 'PGD' not in run.stdout and 'APGD' not in run.stdout
+
+
+def test_evaluate_autoattack_preset_on_a_trained_tiny_model(trained_workdir, tmp_path,
+                                                             eight_devices):
+  """The preset's columns, each attack's seconds, the masking flags and the outputs, on 16
+  examples sharded over 2 devices with tiny AutoAttack budgets."""
+  config, model, params, model_state, splits, mesh = load_run(trained_workdir,
+                                                              devices=eight_devices[:2])
+  settings = _settings(epsilons=('0', '0.3'), pgd_steps=3, num_examples=16, batch_size=16)
+  tiny = attacks.AutoAttackSettings(apgd_steps=3, num_target_classes=2, fab_steps=3,
+                                    square_queries=8)
+  results = robustness.evaluate_autoattack(model, params, model_state, splits.test, settings,
+                                           mesh, autoattack_settings=tiny, checkpoint_step=24)
+  sequence = ['APGD-CE', 'APGD-T', 'FAB-T', 'Square']
+  accuracy = results['accuracy']
+  assert list(accuracy['0']) == ['clean', 'FGSM', 'PGD-3', *sequence, robustness.WORST_CASE]
+  assert all(v == accuracy['0']['clean'] for v in accuracy['0'].values())
+  row = accuracy['0.3']
+  after = [row['clean']] + [row[name] for name in sequence]
+  assert after == sorted(after, reverse=True)  # cumulative: never rises along the sequence
+  assert row[robustness.WORST_CASE] == min(row.values()) < row['clean']
+  assert list(results['seconds']['0.3']) == ['FGSM', 'PGD-3', *sequence]
+  assert all(s >= 0 for s in results['seconds']['0.3'].values())
+  assert results['autoattack'] == {'version': 'standard', 'sequence': sequence}
+  assert results['attacks']['AutoAttack']['square_queries'] == 8
+  assert results['num_examples'] == 16 and results['large_epsilon_examples'] == 16
+  assert set(results['gradient_masking']) == {'square_breaks_gradient_robust',
+                                              'fgsm_stronger_than_pgd',
+                                              'large_epsilon_not_near_zero'}
+  assert 'Square breaks ≤ 1 % after the gradient attacks' in results['sanity_checks']
+  table = robustness.markdown_table(results)
+  assert '| 0.3 |' in table and 'Seconds per attack' in table
+  assert robustness.gradient_masking_report(results) in table
+  robustness.plot(results, str(tmp_path / 'plot.png'))
+  json_utils.dump(results, str(tmp_path / 'robustness.json'))
+  assert _strict_json(tmp_path / 'robustness.json')['accuracy'] == accuracy
+
+
+@pytest.mark.parametrize('flags,error', [
+    (['--preset=autoatack'], "error: --preset='autoatack': must be one of 'autoattack', "
+                             "'autoattack_rand'"),
+    (['--preset=autoattack', '--autoattack_settings=apgd_step=3'],
+     "error: --autoattack_settings='apgd_step=3': unknown key 'apgd_step'; known keys: "
+     "apgd_steps, apgd_restarts, num_target_classes, fab_steps, fab_restarts, square_queries, "
+     "eot_samples"),
+])
+def test_evaluate_command_refuses_a_bad_preset_in_one_line(tmp_path, flags, error):
+  run = subprocess.run([sys.executable, '-m', 'robust_jax.evaluate',
+                        f'--workdir={tmp_path}', *flags], capture_output=True, text=True,
+                       timeout=120)
+  assert run.returncode != 0 and run.stderr.strip().splitlines() == [error]

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from robust_jax import checkpointing, config_schema, runs, train, workdir
+from robust_jax import checkpointing, config_defaults, config_schema, runs, train, workdir
 from tests import helpers
 
 
@@ -124,10 +124,14 @@ def test_workdirs_older_than_new_keys_resume_and_unexplained_checkpoints_are_ref
   config, path = run_copy
   stored = _config_json(path)
   del stored['train']['num_steps'], stored['train']['checkpoint_every_minutes']
+  del stored['train']['compute_dtype']
+  for key in config_defaults.TEXT_DATASET_DEFAULTS:
+    del stored['dataset'][key]
   with open(os.path.join(path, 'config.json'), 'w') as f:
     json.dump(stored, f)
   workdir.claim(path, config, checkpoint_step=8, allow_config_change=False)  # not refused
   assert workdir.read_config(path).train.num_steps == 0
+  assert workdir.read_config(path).dataset.max_length == 256
   os.remove(os.path.join(path, 'config.json'))
   with pytest.raises(workdir.WorkdirError, match='has checkpoints but no config.json'):
     workdir.claim(path, config, checkpoint_step=8, allow_config_change=False)

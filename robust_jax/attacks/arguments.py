@@ -1,4 +1,4 @@
-"""Checks of an attack's arguments, run once at the top of pgd, fgsm and apgd (never per step).
+"""Checks of an attack's arguments, run once at the top of each attack (never per step).
 
 Static properties are always checked, also while tracing under `jax.jit` or `jax.vmap`: names
 (`norm`, `loss`), flags, integer counts, and the shapes and dtypes of images (B, ...) floating
@@ -23,8 +23,9 @@ import numpy as np
 from robust_jax.attacks.attack_losses import ATTACK_LOSSES
 from robust_jax.attacks.threat_model import NORMS
 
-__all__ = ['check_attack', 'check_choice', 'check_count', 'check_flag', 'check_inputs',
-           'check_loss', 'check_number', 'is_concrete']
+__all__ = ['check_attack', 'check_choice', 'check_class_indices', 'check_count', 'check_flag',
+           'check_inputs', 'check_int_range', 'check_key', 'check_loss', 'check_number',
+           'is_concrete']
 
 _PIXEL_HINT = 'pixel values in [0, 1] (e.g. uint8 images / 255)'
 
@@ -56,12 +57,17 @@ def check_flag(name: str, value) -> None:
     raise TypeError(f'{name}={_show(value)}: must be True or False')
 
 
+def _static_int(value) -> int | None:
+  """`value` as a Python int if it is a static Python or NumPy integer (not a bool), else None."""
+  try:
+    return None if isinstance(value, (bool, np.bool_)) else operator.index(value)
+  except TypeError:
+    return None
+
+
 def check_count(name: str, value) -> int:
   """`value` is an int >= 1 (Python or NumPy, static: a traced count is refused); returns it."""
-  try:
-    count = None if isinstance(value, (bool, np.bool_)) else operator.index(value)
-  except TypeError:
-    count = None
+  count = _static_int(value)
   if count is None:
     raise TypeError(f'{name}={_show(value)}: must be an int >= 1 (a static Python int)')
   if count < 1:
@@ -86,7 +92,7 @@ def check_number(name: str, value, minimum: float, *, strict: bool = False,
   number = float(value)
   low_ok = number > minimum if strict else number >= minimum
   if not (np.isfinite(number) and low_ok and (maximum is None or number <= maximum)):
-    expected = (f'in [{minimum:g}, {maximum:g}]' if maximum is not None
+    expected = (f'in {"(" if strict else "["}{minimum:g}, {maximum:g}]' if maximum is not None
                 else f'{">" if strict else ">="} {minimum:g}')
     raise ValueError(f'{name}={_show(value)}: must be a finite number {expected}')
 
@@ -111,12 +117,7 @@ def check_inputs(logits_fn: Callable, images, labels) -> int:
     raise ValueError(f'images.shape={tuple(images.shape)}: must be (B, ...) with a batch axis '
                      'first and at least one feature axis')
   batch = images.shape[0]
-  if not hasattr(labels, 'dtype') or not jnp.issubdtype(labels.dtype, jnp.integer):
-    raise TypeError(f'labels.dtype={getattr(labels, "dtype", type(labels).__name__)}: must be '
-                    'an integer type (class indices)')
-  if tuple(labels.shape) != (batch,):
-    raise ValueError(f'labels.shape={tuple(labels.shape)}: must be (B,) = ({batch},), one class '
-                     'index per image')
+  _check_index_array('labels', labels, batch)
   logits = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct(images.shape, images.dtype))
   if not hasattr(logits, 'shape') or len(logits.shape) != 2 or logits.shape[0] != batch:
     shape = tuple(logits.shape) if hasattr(logits, 'shape') else type(logits).__name__
@@ -126,12 +127,49 @@ def check_inputs(logits_fn: Callable, images, labels) -> int:
     low, high = _value_range(images)
     if not (low >= 0.0 and high <= 1.0):
       raise ValueError(f'images: values range over [{low:g}, {high:g}]; must be {_PIXEL_HINT}')
-  if is_concrete(labels) and labels.size:
-    low, high = (int(v) for v in _value_range(labels))
-    if low < 0 or high >= num_classes:
-      raise ValueError(f'labels: values range over [{low}, {high}]; must be class indices in '
-                       f'[0, {num_classes - 1}] (logits_fn gives C = {num_classes})')
+  _check_index_range('labels', labels, num_classes)
   return num_classes
+
+
+def _check_index_array(name: str, values, batch: int) -> None:
+  """`values` is an integer array of shape (B,)."""
+  if not hasattr(values, 'dtype') or not jnp.issubdtype(values.dtype, jnp.integer):
+    raise TypeError(f'{name}.dtype={getattr(values, "dtype", type(values).__name__)}: must be '
+                    'an integer type (class indices)')
+  if tuple(values.shape) != (batch,):
+    raise ValueError(f'{name}.shape={tuple(values.shape)}: must be (B,) = ({batch},), one class '
+                     'index per image')
+
+
+def _check_index_range(name: str, values, num_classes: int) -> None:
+  """Where concrete, every entry of `values` lies in [0, C)."""
+  if is_concrete(values) and values.size:
+    low, high = (int(v) for v in _value_range(values))
+    if low < 0 or high >= num_classes:
+      raise ValueError(f'{name}: values range over [{low}, {high}]; must be class indices in '
+                       f'[0, {num_classes - 1}] (logits_fn gives C = {num_classes})')
+
+
+def check_class_indices(name: str, values, batch: int, num_classes: int) -> None:
+  """`values` (B,) integer class indices in [0, C) (the range is checked where concrete)."""
+  _check_index_array(name, values, batch)
+  _check_index_range(name, values, num_classes)
+
+
+def check_int_range(name: str, value, low: int, high: int, hint: str = '') -> int:
+  """`value` is a static int in [low, high]; returns it. `hint` ends the message (e.g. why)."""
+  number = _static_int(value)
+  if number is None or not low <= number <= high:
+    raise (TypeError if number is None else ValueError)(
+        f'{name}={_show(value)}: must be an int in [{low}, {high}]{hint}')
+  return number
+
+
+def check_key(key) -> None:
+  """`key` is not None: for a call that draws random numbers."""
+  if key is None:
+    raise ValueError('key=None: this call draws random starts and needs a PRNG key '
+                     '(e.g. jax.random.key(0))')
 
 
 def check_loss(loss, num_classes: int, targeted: bool,
@@ -161,8 +199,7 @@ def check_attack(logits_fn: Callable, images, labels, key, *, epsilon, norm, los
   check_number('epsilon', epsilon, 0.0)
   if step_size is not None:
     check_number('step_size', step_size, 0.0, strict=True)
-  if key is None and (random_start or restarts > 1):
-    raise ValueError('key=None: this call draws random starts and needs a PRNG key '
-                     '(e.g. jax.random.key(0))')
+  if random_start or restarts > 1:
+    check_key(key)
   num_classes = check_inputs(logits_fn, images, labels)
   check_loss(loss, num_classes, targeted, loss_choices)

@@ -1,20 +1,34 @@
-"""Datasets: three host-side sources (IDX folder, TFDS, npz) and the on-device pipeline.
+"""Datasets: host-side sources (IDX folder, TFDS, npz; text: CSV, TFDS) and the on-device pipeline.
 
 `config.dataset` also configures training augmentation (`pipeline` module docstring): `augmentation`
 ('default' = the dataset's own, 'none', 'crop', 'crop_flip') with `crop_padding` and `crop_fill`,
 `autoaugment` ('none', 'cifar10', 'svhn') and `cutout_length` (0 = off).
+
+Text datasets (`ag_news`, `imdb`; `robust_jax.data.text`) are token ids on the devices under the
+same name as images, int32 (N, `max_length`), tokenised once and cached in `cache_dir` ('' =
+`text.default_cache_dir()`) with the settings `max_length`, `vocab_size`, `min_count` and
+`remove_stop_words`; they have no augmentation. Source 'csv': `path` is a folder holding the two
+files `csv_files` = (train, test); source 'tfds': `path` is the TFDS data_dir.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
+
 from robust_jax import config_schema as cs
 from robust_jax.data import autoaugment, pipeline
+from robust_jax.data import text
 from robust_jax.data.arrays import DatasetError, Split, Splits
+from robust_jax.data.csv_source import file_sha256, read_csv_split
 from robust_jax.data.idx import load_idx_folder
 from robust_jax.data.npz import load_npz
 from robust_jax.data.specs import SPECS, DatasetSpec
 from robust_jax.data.tfds_source import load_tfds
+from robust_jax.data.tfds_text_source import load_tfds_text, tfds_version
 
-SOURCES = ('idx', 'tfds', 'npz')
+IMAGE_SOURCES = ('idx', 'tfds', 'npz')
+TEXT_SOURCES = ('csv', 'tfds')
+SOURCES = ('idx', 'tfds', 'npz', 'csv')
 AUGMENTATIONS = ('default', *pipeline.CROP_AUGMENTATIONS)
 
 SCHEMA: cs.Schema = {
@@ -28,11 +42,23 @@ SCHEMA: cs.Schema = {
     'crop_fill': cs.integer(0, 255),  # uint8 value of the crop's padding (AMP reference: 128)
     'autoaugment': cs.one_of('none', *autoaugment.POLICIES),
     'cutout_length': cs.integer(0),  # side of the Cutout square; 0 = off
+    # Text only (module docstring):
+    'max_length': cs.integer(1),  # tokens per example, padded or cut (the notebooks: 256)
+    'vocab_size': cs.integer(2),  # embedding rows, <pad> and <unk> included
+    'min_count': cs.integer(1),  # words seen fewer times in the training split are <unk>
+    'remove_stop_words': cs.boolean(),  # drop `text.STOP_WORDS` (the notebooks do; PROPOSAL list)
+    'csv_files': cs.sequence_of(cs.text(), min_length=2, allowed='(train file, test file)'),
+    'cache_dir': cs.text(),
 }
 
 
 def spec_for(dataset_config) -> DatasetSpec:
-  return SPECS[dataset_config.name]
+  """The dataset's spec; for text, with the config's sequence length and vocabulary size."""
+  spec = SPECS[dataset_config.name]
+  if spec.modality != 'text':
+    return spec
+  return dataclasses.replace(spec, image_shape=(dataset_config.max_length,),
+                             vocab_size=dataset_config.vocab_size)
 
 
 def augmentation_for(dataset_config) -> str:
@@ -42,17 +68,37 @@ def augmentation_for(dataset_config) -> str:
 
 
 def augment_fn_for(dataset_config):
-  """The training augmentation `fn(uint8 images, key) -> float32 in [0, 1]` the config names."""
+  """The training augmentation `fn(uint8 images, key) -> float32 in [0, 1]` the config names; for
+  text the identity on token ids (text has no augmentation)."""
+  if spec_for(dataset_config).modality == 'text':
+    if augmentation_for(dataset_config) != 'none':
+      raise cs.ConfigError(f'config.dataset.augmentation={dataset_config.augmentation!r}: '
+                           f"{dataset_config.name} is text; use 'default' or 'none'")
+    return lambda tokens, key: tokens
   return pipeline.make_augment_fn(
       augmentation_for(dataset_config), dataset_config.crop_padding, dataset_config.crop_fill,
       dataset_config.cutout_length, dataset_config.autoaugment)
+
+
+def eval_input_fn_for(dataset_config):
+  """The model input of a stored batch in evaluation, `fn(stored) -> inputs`: uint8 images ->
+  float32 in [0, 1] (`pipeline.to_unit_float`); text token ids unchanged."""
+  if spec_for(dataset_config).modality == 'text':
+    return lambda tokens: tokens
+  return pipeline.to_unit_float
 
 
 def load_splits(dataset_config) -> Splits:
   """Loads train and test splits into host memory and checks them against the dataset's spec."""
   spec = spec_for(dataset_config)
   source, path = dataset_config.source, dataset_config.path
-  if source == 'idx':
+  allowed = TEXT_SOURCES if spec.modality == 'text' else IMAGE_SOURCES
+  if source not in allowed:
+    raise cs.ConfigError(f'config.dataset.source={source!r}: {spec.name} is {spec.modality} data; '
+                         f'use one of {", ".join(allowed)}')
+  if spec.modality == 'text':
+    splits = _load_text(dataset_config, spec)
+  elif source == 'idx':
     if not path:
       raise DatasetError(f'config.dataset.path must name a folder of IDX files for {spec.name}; '
                          f'{spec.idx_download_hint or "IDX is the MNIST/Fashion-MNIST format"}')
@@ -70,5 +116,29 @@ def load_splits(dataset_config) -> Splits:
   return splits
 
 
-__all__ = ['DatasetError', 'DatasetSpec', 'SCHEMA', 'SPECS', 'Split', 'Splits',
-           'augment_fn_for', 'augmentation_for', 'load_splits', 'spec_for']
+def _load_text(dataset_config, spec: DatasetSpec) -> Splits:
+  """The token ids of a text dataset, from the cache, or tokenised (then cached)."""
+  settings = text.TokenizerSettings(dataset_config.max_length, dataset_config.vocab_size,
+                                    dataset_config.min_count, dataset_config.remove_stop_words)
+  path = dataset_config.path
+  if dataset_config.source == 'csv':
+    files = tuple(dataset_config.csv_files)
+    if len(files) != 2:
+      raise cs.ConfigError(f'config.dataset.csv_files={files!r}: must be (train file, test file)')
+    paths = [os.path.join(path, name) for name in files]
+    absent = [p for p in paths if not os.path.isfile(p)]
+    if absent:
+      raise DatasetError(f'config.dataset.path={path!r}: CSV file {absent[0]!r} not found; path '
+                         f'must be a folder holding config.dataset.csv_files={files!r}')
+    source_id = 'csv:' + ','.join(file_sha256(p) for p in paths)
+    read_raw = lambda: tuple(read_csv_split(p, spec.num_classes) for p in paths)
+  else:
+    source_id = 'tfds:' + tfds_version(spec.tfds_name, path)
+    read_raw = lambda: load_tfds_text(spec.tfds_name, path, spec.text_features,
+                                      dataset_config.download)
+  return text.load_cached(spec.name, source_id, settings, dataset_config.cache_dir, read_raw)
+
+
+__all__ = ['DatasetError', 'DatasetSpec', 'IMAGE_SOURCES', 'SCHEMA', 'SOURCES', 'SPECS', 'Split',
+           'Splits', 'TEXT_SOURCES', 'augment_fn_for', 'augmentation_for', 'eval_input_fn_for',
+           'load_splits', 'spec_for', 'text']

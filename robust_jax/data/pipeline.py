@@ -43,7 +43,8 @@ __all__ = ['CROP_AUGMENTATIONS', 'DeviceSplit', 'cutout', 'make_augment_fn',
 
 @dataclasses.dataclass(frozen=True)
 class DeviceSplit:
-  """A split on the devices. `images` uint8 (N', H, W, C), `labels` int32 (N',), sharded over N'.
+  """A split on the devices. `images` uint8 (N', H, W, C) (text: int32 token ids (N', L)),
+  `labels` int32 (N',), sharded over N'.
 
   N' is `num_examples` rounded up to a multiple of the device count (padding rows are never drawn).
   """
@@ -56,7 +57,7 @@ class DeviceSplit:
 def put_split(split: Split, mesh: Mesh) -> DeviceSplit:
   """Places a host split on the mesh; on several hosts each host provides only its own shards."""
   padded = -len(split) % mesh.size
-  images = np.pad(split.images, [(0, padded), (0, 0), (0, 0), (0, 0)])
+  images = np.pad(split.images, [(0, padded)] + [(0, 0)] * (split.images.ndim - 1))
   labels = np.pad(split.labels, [(0, padded)])
   sharding = NamedSharding(mesh, P(DATA_AXIS))
   put = lambda a: jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])

@@ -4,7 +4,8 @@
     adversarial_training  attack, then your loss (robust_jax.attacks)     pgd_adversary, ...
     amp                   perturbation, project                           amp
     class_similarity      targets, similarity_targets_matrix              class_similarity_targets
-    dropattack            gradient                                        dropattack
+    dropattack            gradient                                        dropattack, ...
+    embedding_adversary   perturbation (text: embedded sequence)          embedding_fgm, ...
     erm                   robust_jax.losses.soft_cross_entropy            cross_entropy_loss, ...
     lfm                   mask, local_feature_mask, official_code_mask    lfm
     mdl                   loss, terms, orthogonality                      mdl_loss
@@ -18,11 +19,12 @@ from robust_jax.methods import adversarial_training
 from robust_jax.methods import amp
 from robust_jax.methods import class_similarity
 from robust_jax.methods import dropattack
+from robust_jax.methods import embedding_adversary
 from robust_jax.methods import erm
 from robust_jax.methods import lfm
 from robust_jax.methods import loss_calls
 from robust_jax.methods import mdl
 from robust_jax.methods import trades
 
-__all__ = ['adversarial_training', 'amp', 'class_similarity', 'dropattack', 'erm', 'lfm',
-           'loss_calls', 'mdl', 'trades']
+__all__ = ['adversarial_training', 'amp', 'class_similarity', 'dropattack', 'embedding_adversary',
+           'erm', 'lfm', 'loss_calls', 'mdl', 'trades']

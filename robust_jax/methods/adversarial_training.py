@@ -29,6 +29,7 @@ import jax
 
 from robust_jax import attacks
 from robust_jax import config_schema as cs
+from robust_jax.data.specs import SPECS
 from robust_jax.models import ModelFns, ModelState, Params
 from robust_jax.objectives import ADVERSARIES, LossFn
 
@@ -43,6 +44,14 @@ _COMMON: cs.Schema = {
     'random_start': cs.boolean(),
     'model_mode': cs.one_of(*MODEL_MODES),
 }
+
+
+def _check(config):
+  if SPECS[config.dataset.name].modality == 'text':
+    raise cs.ConfigError(
+        f'config.adversary.name={config.adversary.name!r}: attacks pixels, but '
+        f"{config.dataset.name} is text (token ids); use adversary 'embedding_pgd' or "
+        "'embedding_fgm' (robust_jax.methods.embedding_adversary)")
 
 
 def attack_logits_fn(model: ModelFns, params: Params, model_state: ModelState, model_mode: str,
@@ -67,7 +76,7 @@ def _adversarial_loss(config, model: ModelFns, loss_fn: LossFn,
   return adversarial_loss_fn
 
 
-@ADVERSARIES.register('pgd', {**_COMMON, 'num_steps': cs.integer(1)},
+@ADVERSARIES.register('pgd', {**_COMMON, 'num_steps': cs.integer(1)}, check=_check,
                       defaults=dict(epsilon=0.1, step_size=0.025, num_steps=10, norm='linf',
                                     random_start=True, model_mode='eval'))
 def pgd_adversary(config, model: ModelFns, loss_fn: LossFn) -> LossFn:
@@ -82,8 +91,9 @@ def pgd_adversary(config, model: ModelFns, loss_fn: LossFn) -> LossFn:
   return _adversarial_loss(config, model, loss_fn, attack)
 
 
-@ADVERSARIES.register('fgsm', _COMMON, defaults=dict(epsilon=0.1, step_size=0.125, norm='linf',
-                                                    random_start=True, model_mode='eval'))
+@ADVERSARIES.register('fgsm', _COMMON, check=_check,
+                      defaults=dict(epsilon=0.1, step_size=0.125, norm='linf', random_start=True,
+                                    model_mode='eval'))
 def fgsm_adversary(config, model: ModelFns, loss_fn: LossFn) -> LossFn:
   """Adapter: FGSM-AT (Wong et al. 2020 with `random_start`, α = step_size), `loss_fn` on
   `attacks.fgsm` examples of the batch. config: the `adversary` section. Key contract as

@@ -14,6 +14,14 @@ the code's convention) or per example ('per_example'); inputs are not clipped to
 papers.md 2.4: ε_W = κ ||W||_F, as ε = 5 on an embedding table does not transfer to conv kernels).
 Default attacked weight: the first layer's kernel (PROPOSAL, mirroring the code's first RNN layer).
 
+Text, as the official notebooks: the inputs are token ids, and the "input" term perturbs the
+embedding TABLE instead (`input_paths`, registered as 'dropattack_embedding'): R_x is a tensor
+perturbation like R_W, with ε_x absolute, one mask for the whole table and the table's Frobenius
+norm. Only the rows of tokens in the batch have a gradient, so only they move, and a token that
+occurs several times in the batch has one row, hence one perturbation. The notebooks' hidden
+tensor is the first layer's forward input-to-hidden kernel, 'forward_0/input_kernel' in
+`robust_jax.models.text_models` (PyTorch's `weight_ih_l0`).
+
 Cost: 1 + 2K forward-backward passes; each pass's single backward gives both the input and the
 weight gradient, and the total gradient is assembled from them (`objectives.loss_with_gradient`).
 The K steps run in `robust_jax.inner_loop` (a `fori_loop`, unrolled on CPU).
@@ -40,11 +48,13 @@ from flax import traverse_util
 from robust_jax import config_schema as cs
 from robust_jax import random_utils
 from robust_jax.attacks import arguments
+from robust_jax.data.specs import SPECS
 from robust_jax.inner_loop import inner_loop
 from robust_jax.methods.loss_calls import with_aux_and_state
 from robust_jax.objectives import WEIGHT_PERTURBATIONS, LossFn, loss_with_gradient
 
-__all__ = ['DEFAULTS', 'DropAttackGradient', 'INPUT_NORMS', 'SCHEMA', 'dropattack', 'gradient']
+__all__ = ['DEFAULTS', 'DropAttackGradient', 'EMBEDDING_DEFAULTS', 'EMBEDDING_SCHEMA',
+           'INPUT_NORMS', 'SCHEMA', 'dropattack', 'dropattack_embedding', 'gradient']
 
 INPUT_NORMS = ('batch', 'per_example')
 SCHEMA: cs.Schema = {
@@ -61,6 +71,17 @@ SCHEMA: cs.Schema = {
 DEFAULTS = dict(attack_probability=0.5, num_steps=1, attack_input=True, input_epsilon=1.0,
                 input_norm='per_example', attack_weights=True, weight_paths=('Conv_0/kernel',),
                 weight_epsilon=0.05, weight_epsilon_relative=True)  # configs/dropattack.py
+# 'dropattack_embedding': the input term perturbs the parameter tensors `input_paths` (a text
+# model's embedding table) with ε = input_epsilon, each normalised by its Frobenius norm.
+EMBEDDING_SCHEMA: cs.Schema = {
+    **{k: v for k, v in SCHEMA.items() if k != 'input_norm'},
+    'input_paths': cs.sequence_of(cs.text(), min_length=1),
+}
+# The AG News notebook (papers.md 2.3): ε = 5 on both, p = 0.7, K = 1, weight_ih_l0.
+EMBEDDING_DEFAULTS = dict(attack_probability=0.7, num_steps=1, attack_input=True,
+                          input_paths=('embedding/embedding',), input_epsilon=5.0,
+                          attack_weights=True, weight_paths=('forward_0/input_kernel',),
+                          weight_epsilon=5.0, weight_epsilon_relative=False)
 
 
 # typing.Any, not Any: pdoc resolves a NamedTuple's generated __init__ annotations by module
@@ -84,11 +105,28 @@ class DropAttackGradient(typing.NamedTuple):
 
 def _check(config):
   section = config.weight_perturbation
+  if section.attack_input and SPECS[config.dataset.name].modality == 'text':
+    raise cs.ConfigError(
+        f"config.weight_perturbation.attack_input=True: {config.dataset.name} is text, whose "
+        "token ids cannot be perturbed; use weight_perturbation 'dropattack_embedding' (the input "
+        "attack on the embedding table, as the official code) or attack_input=False")
   if section.attack_input and config.adversary.name != 'none':
     raise cs.ConfigError(
         f"config.weight_perturbation.attack_input=True: DropAttack's input attack needs gradients "
         f"with respect to the inputs, which adversary '{config.adversary.name}' replaces; set "
         "attack_input=False or adversary 'none'")
+  _check_attacks_something(section)
+
+
+def _check_embedding(config):
+  if SPECS[config.dataset.name].modality != 'text':
+    raise cs.ConfigError(
+        f"config.weight_perturbation.name='dropattack_embedding': perturbs a text model's "
+        f"embedding table, but {config.dataset.name} is image data; use 'dropattack'")
+  _check_attacks_something(config.weight_perturbation)
+
+
+def _check_attacks_something(section):
   if not (section.attack_input or section.attack_weights):
     raise cs.ConfigError('config.weight_perturbation: DropAttack with attack_input=False and '
                          'attack_weights=False is plain training; enable one')
@@ -114,7 +152,7 @@ def gradient(loss_fn: Callable[..., typing.Any], params, inputs: jax.Array, key:
              input_norm: str = 'per_example', weight_paths: Sequence[str] = (),
              weight_epsilon: float = 0.0, weight_epsilon_relative: bool = False,
              attack_input: bool = True, attack_weights: bool = True, has_aux: bool = False,
-             state: typing.Any = None) -> DropAttackGradient:
+             state: typing.Any = None, input_paths: Sequence[str] = ()) -> DropAttackGradient:
   """DropAttack's loss and total gradient (Ni et al. 2021; the module docstring's equations):
 
       L = L(θ, x) + (1/K) Σ_t L(θ, x + R_x^t) + (1/K) Σ_t L(θ ⊕_W R_W^t),
@@ -127,9 +165,13 @@ def gradient(loss_fn: Callable[..., typing.Any], params, inputs: jax.Array, key:
     `weight_epsilon_relative`) and one mask M drawn for the whole tensor.
   inputs: (B, ...) float; perturbed with ε_x = input_epsilon and per-example masks M, normalised
     by the whole batch gradient's norm (input_norm='batch', the code's) or per example.
+  input_paths: when given, the input term perturbs these parameter tensors instead of `inputs`
+    (a text model's embedding table, as the official code; `inputs` may then be token ids): each
+    like a weight tensor, with ε = input_epsilon (absolute) and its own mask.
   key: PRNG key. Contract: split 5 -> (clean pass, input masks, input passes, weight masks, weight
     passes); pass t uses fold_in(pass key, t); example b's input mask fold_in(input mask key, b);
-    the i-th attacked tensor's mask fold_in(weight mask key, i).
+    the i-th attacked tensor's mask fold_in(weight mask key, i) (input_paths: fold_in(input mask
+    key, i)).
   attack_probability: p in [0, 1]; num_steps: a Python int K ≥ 1.
   Returns `DropAttackGradient(loss, grads, clean_loss, aux, state)`; no gradient flows through it
   (feed `grads` to an optimizer). Cost: 1 + K (input) + K (weights) forward-backward passes.
@@ -147,62 +189,83 @@ def gradient(loss_fn: Callable[..., typing.Any], params, inputs: jax.Array, key:
   if attack_weights and not weight_paths:
     raise ValueError(f"weight_paths=(): attack_weights=True needs the '/'-joined paths of the "
                      f'tensors to attack; parameters: {", ".join(flat)}')
-  missing = _missing(flat, weight_paths) if attack_weights else []
-  if missing:
-    raise ValueError(f'weight_paths={tuple(weight_paths)!r}: {missing[0]!r} is not a parameter; '
-                     f'parameters: {", ".join(flat)}')
+  for name, paths, used in (('input_paths', input_paths, attack_input),
+                            ('weight_paths', weight_paths, attack_weights)):
+    missing = _missing(flat, paths) if used else []
+    if missing:
+      raise ValueError(f'{name}={tuple(paths)!r}: {missing[0]!r} is not a parameter; '
+                       f'parameters: {", ".join(flat)}')
+  perturbs_inputs = attack_input and not input_paths
+  if perturbs_inputs and not jnp.issubdtype(inputs.dtype, jnp.floating):
+    raise ValueError(f'inputs.dtype={inputs.dtype}: the input attack perturbs float inputs; for '
+                     "token ids name the embedding table in input_paths")
   value_and_grads = jax.value_and_grad(
       with_aux_and_state(loss_fn, has_aux=has_aux, with_state=state is not None),
-      argnums=(0, 1), has_aux=True)
+      argnums=(0, 1) if perturbs_inputs else 0, has_aux=True)
+
+  def evaluate(p, x, pass_key, state):
+    """(loss, aux, new state, ∇_θ L, ∇_x L or None) of one pass."""
+    (loss, (aux, state)), grads = value_and_grads(p, x, pass_key, state=state)
+    grad, input_grad = grads if perturbs_inputs else (grads, None)
+    return loss, aux, state, grad, input_grad
+
   # Separate keys for masks and for the passes' own randomness (dropout, feature masks).
   clean_key, input_mask_key, input_pass_key, weight_mask_key, weight_pass_key = (
       jax.random.split(key, 5))
-  (clean_loss, (aux, state)), (clean_grad, clean_input_grad) = value_and_grads(
-      frozen, inputs, clean_key, state=state)
+  clean_loss, aux, state, clean_grad, clean_input_grad = evaluate(frozen, inputs, clean_key, state)
   total_loss, total_grad = clean_loss, clean_grad
+  flat_clean_grad = traverse_util.flatten_dict(clean_grad, sep='/')
 
-  if attack_input:
+  if perturbs_inputs:
     mask = random_utils.per_example_bernoulli(input_mask_key, attack_probability, inputs.shape)
 
     def input_step(t, carry):
       perturbation, direction, loss_sum, grad_sum, state = carry
       perturbation = perturbation + input_epsilon * mask * _normalise(
           direction, input_norm == 'per_example')
-      (loss, (_, state)), (grad, input_grad) = value_and_grads(
-          frozen, inputs + perturbation, jax.random.fold_in(input_pass_key, t), state=state)
+      loss, _, state, grad, input_grad = evaluate(
+          frozen, inputs + perturbation, jax.random.fold_in(input_pass_key, t), state)
       return (perturbation, direction + input_grad / k, loss_sum + loss / k,
               _tree_add_scaled(grad_sum, grad, 1 / k), state)
 
     _, _, total_loss, total_grad, state = inner_loop(
         k, input_step, (jnp.zeros_like(inputs), clean_input_grad, total_loss, total_grad, state))
 
-  if attack_weights:
-    masks = {p: jax.random.bernoulli(jax.random.fold_in(weight_mask_key, i), attack_probability,
+  def tensor_term(paths, epsilon, relative, mask_key, pass_key, total_loss, total_grad, state):
+    """Adds (1/K) Σ_t L(θ ⊕ R^t) and its gradient, R^t on the tensors `paths`."""
+    masks = {p: jax.random.bernoulli(jax.random.fold_in(mask_key, i), attack_probability,
                                      flat[p].shape)
-             for i, p in enumerate(weight_paths)}
-    epsilons = {p: weight_epsilon * (jnp.linalg.norm(flat[p]) if weight_epsilon_relative else 1.0)
-                for p in weight_paths}
+             for i, p in enumerate(paths)}
+    epsilons = {p: epsilon * (jnp.linalg.norm(flat[p]) if relative else 1.0) for p in paths}
 
     def perturbed(perturbations):
       return traverse_util.unflatten_dict(
           {**flat, **{p: flat[p] + r for p, r in perturbations.items()}}, sep='/')
 
-    def weight_step(t, carry):
+    def step(t, carry):
       perturbations, directions, loss_sum, grad_sum, state = carry
       perturbations = {p: perturbations[p] + epsilons[p] * masks[p] * _normalise(
           directions[p], False) for p in perturbations}
-      (loss, (_, state)), (grad, _) = value_and_grads(
-          perturbed(perturbations), inputs, jax.random.fold_in(weight_pass_key, t), state=state)
+      loss, _, state, grad, _ = evaluate(
+          perturbed(perturbations), inputs, jax.random.fold_in(pass_key, t), state)
       flat_grad = traverse_util.flatten_dict(grad, sep='/')
       directions = {p: directions[p] + flat_grad[p] / k for p in directions}
       return (perturbations, directions, loss_sum + loss / k,
               _tree_add_scaled(grad_sum, grad, 1 / k), state)
 
-    flat_clean_grad = traverse_util.flatten_dict(clean_grad, sep='/')
-    zeros = {p: jnp.zeros_like(flat[p]) for p in weight_paths}
+    zeros = {p: jnp.zeros_like(flat[p]) for p in paths}
     _, _, total_loss, total_grad, state = inner_loop(
-        k, weight_step, (zeros, {p: flat_clean_grad[p] for p in weight_paths}, total_loss,
-                         total_grad, state))
+        k, step, (zeros, {p: flat_clean_grad[p] for p in paths}, total_loss, total_grad, state))
+    return total_loss, total_grad, state
+
+  if attack_input and input_paths:
+    total_loss, total_grad, state = tensor_term(
+        input_paths, input_epsilon, False, input_mask_key, input_pass_key, total_loss,
+        total_grad, state)
+  if attack_weights:
+    total_loss, total_grad, state = tensor_term(
+        weight_paths, weight_epsilon, weight_epsilon_relative, weight_mask_key, weight_pass_key,
+        total_loss, total_grad, state)
 
   return DropAttackGradient(total_loss, total_grad, clean_loss, aux, state)
 
@@ -216,12 +279,28 @@ def dropattack(config, loss_fn: LossFn) -> LossFn:
   one `jax.value_and_grad` returns both. The model state is threaded through all 1 + 2K passes;
   the clean pass's logits and metrics are reported, with 'clean_loss'.
   """
+  return _adapter(config, loss_fn, input_paths=(), input_norm=config.input_norm)
+
+
+@WEIGHT_PERTURBATIONS.register('dropattack_embedding', EMBEDDING_SCHEMA, check=_check_embedding,
+                               defaults=EMBEDDING_DEFAULTS)
+def dropattack_embedding(config, loss_fn: LossFn) -> LossFn:
+  """Adapter: DropAttack as the official text notebooks, the input term on the parameter tensors
+  `config.input_paths` (the embedding table), the batch's token ids unchanged. config: the
+  `weight_perturbation` section (EMBEDDING_SCHEMA); otherwise as `dropattack`."""
+  return _adapter(config, loss_fn, input_paths=tuple(config.input_paths),
+                  input_norm=DEFAULTS['input_norm'])  # input_norm: unused with input_paths
+
+
+def _adapter(config, loss_fn: LossFn, input_paths: tuple[str, ...], input_norm: str) -> LossFn:
   def dropattack_loss_fn(params, model_state, batch, key):
     names = traverse_util.flatten_dict(params, sep='/')
-    missing = _missing(names, config.weight_paths)
-    if config.attack_weights and missing:
-      raise cs.ConfigError(f'config.weight_perturbation.weight_paths: {missing[0]!r} is not a '
-                           f'parameter; parameters: {", ".join(names)}')
+    for name, paths, used in (('input_paths', input_paths, config.attack_input),
+                              ('weight_paths', config.weight_paths, config.attack_weights)):
+      missing = _missing(names, paths)
+      if used and missing:
+        raise cs.ConfigError(f'config.weight_perturbation.{name}: {missing[0]!r} is not a '
+                             f'parameter; parameters: {", ".join(names)}')
 
     def pass_loss(p, images, pass_key, *, state):
       loss, aux = loss_fn(p, state, {**batch, 'image': images}, pass_key)
@@ -229,11 +308,11 @@ def dropattack(config, loss_fn: LossFn) -> LossFn:
 
     result = gradient(
         pass_loss, params, batch['image'], key, attack_probability=config.attack_probability,
-        num_steps=config.num_steps, input_epsilon=config.input_epsilon,
-        input_norm=config.input_norm, weight_paths=tuple(config.weight_paths),
-        weight_epsilon=config.weight_epsilon,
+        num_steps=config.num_steps, input_epsilon=config.input_epsilon, input_norm=input_norm,
+        weight_paths=tuple(config.weight_paths), weight_epsilon=config.weight_epsilon,
         weight_epsilon_relative=config.weight_epsilon_relative, attack_input=config.attack_input,
-        attack_weights=config.attack_weights, has_aux=True, state=model_state)
+        attack_weights=config.attack_weights, has_aux=True, state=model_state,
+        input_paths=input_paths)
     return (loss_with_gradient(result.loss, result.grads, params),
             result.aux.replace(model_state=result.state,
                                metrics={**result.aux.metrics, 'clean_loss': result.clean_loss}))

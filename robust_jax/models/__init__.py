@@ -1,6 +1,8 @@
 """Model registry: `config.model.name` -> a Flax `Classifier`, with each model's own options."""
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from robust_jax import config_schema as cs
 from robust_jax.data.specs import DatasetSpec
 from robust_jax.models import preact_resnet
@@ -9,11 +11,16 @@ from robust_jax.models.cnn import CNN
 from robust_jax.models.mlp import MLP
 from robust_jax.models.model_fns import ModelFns, ModelState, Params
 from robust_jax.models.preact_resnet import PreActResNet18
+from robust_jax.models.text_models import (PerturbedTokens, RecurrentClassifier, TextClassifier,
+                                           TextCNN)
 from robust_jax.models.vgg import VGG16
 from robust_jax.models.wide_resnet import WideResNet
 from robust_jax.registry import Registry
 
 MODELS: Registry = Registry('model')
+# `config.train.compute_dtype`: what convolutions and hidden matmuls compute in (`base.Classifier`).
+# No float16: its range needs loss scaling, which the train step does not do.
+COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 _COMMON: cs.Schema = {
     'dropout_rate': cs.real(0.0, 1.0),
@@ -28,7 +35,8 @@ def _mlp(config, **common):
   return MLP(hidden_sizes=tuple(config.hidden_sizes), **common)
 
 
-@MODELS.register('cnn', {**_COMMON, 'widths': cs.sequence_of(cs.integer(1), min_length=2),
+@MODELS.register('cnn', {**_COMMON,
+                         'widths': cs.sequence_of(cs.integer(1), min_length=2, max_length=2),
                          'kernel_size': cs.integer(1, 11), 'hidden_size': cs.integer(1),
                          'batch_norm': cs.boolean()},
                  defaults={**_COMMON_DEFAULTS, 'widths': (32, 64), 'kernel_size': 3,
@@ -63,6 +71,56 @@ def _wrn34_10(config, **common):
   return WideResNet(depth=34, widen_factor=10, **common)
 
 
+_TEXT: cs.Schema = {**_COMMON, 'embedding_size': cs.integer(1)}
+_RECURRENT: cs.Schema = {**_TEXT, 'hidden_size': cs.integer(1), 'num_layers': cs.integer(1),
+                         'bidirectional': cs.boolean()}
+
+
+# DropAttack's IMDB model (papers.md 2.3): embedding 300, one forward LSTM layer of 300.
+@MODELS.register('lstm', _RECURRENT, defaults={**_COMMON_DEFAULTS, 'embedding_size': 300,
+                                               'hidden_size': 300, 'num_layers': 1,
+                                               'bidirectional': False})
+def _lstm(config, **common):
+  return RecurrentClassifier(cell='lstm', embedding_size=config.embedding_size,
+                             hidden_size=config.hidden_size, num_layers=config.num_layers,
+                             bidirectional=config.bidirectional, **common)
+
+
+# DropAttack's AG News model: embedding 300, two bidirectional GRU layers of 300.
+@MODELS.register('gru', _RECURRENT, defaults={**_COMMON_DEFAULTS, 'embedding_size': 300,
+                                              'hidden_size': 300, 'num_layers': 2,
+                                              'bidirectional': True})
+def _gru(config, **common):
+  return RecurrentClassifier(cell='gru', embedding_size=config.embedding_size,
+                             hidden_size=config.hidden_size, num_layers=config.num_layers,
+                             bidirectional=config.bidirectional, **common)
+
+
+# Kim (2014): widths 3, 4, 5 × 100 filters, dropout 0.5 before the classifier.
+@MODELS.register('textcnn', {**_TEXT, 'filter_widths': cs.sequence_of(cs.integer(1), min_length=1),
+                             'num_filters': cs.integer(1)},
+                 defaults={'dropout_rate': 0.5, 'dropout_sites': ('features',),
+                           'embedding_size': 300, 'filter_widths': (3, 4, 5), 'num_filters': 100})
+def _textcnn(config, **common):
+  return TextCNN(embedding_size=config.embedding_size, filter_widths=tuple(config.filter_widths),
+                 num_filters=config.num_filters, **common)
+
+
+def is_text_model(model_config) -> bool:
+  """Whether the model `model_config` names reads token ids (a `TextClassifier`)."""
+  return isinstance(MODELS.lookup('config.model.name', model_config.name).build(model_config),
+                    TextClassifier)
+
+
+def check_dataset(model_config, spec: DatasetSpec) -> None:
+  """Raises ConfigError (one line) when the model is for text and the data are images, or the
+  reverse."""
+  modality = 'text' if is_text_model(model_config) else 'image'
+  if modality != spec.modality:
+    raise cs.ConfigError(f'config.model.name={model_config.name!r}: a model for {modality} data, '
+                         f'but config.dataset.name={spec.name!r} is {spec.modality} data')
+
+
 def model_sites(model_config) -> tuple[tuple[str, ...], tuple[str, ...]]:
   """(dropout sites, feature-hook sites) of the model `model_config` names."""
   module = MODELS.lookup('config.model.name', model_config.name).build(model_config)
@@ -80,14 +138,25 @@ def validate(model_config) -> None:
 
 
 def build_model(model_config, spec: DatasetSpec,
-                feature_transforms: tuple[tuple[str, FeatureTransform], ...] = ()) -> ModelFns:
+                feature_transforms: tuple[tuple[str, FeatureTransform], ...] = (),
+                compute_dtype: str = 'float32') -> ModelFns:
+  """The model of `model_config` for `spec`'s data; `compute_dtype` (one of COMPUTE_DTYPES,
+  `config.train.compute_dtype`) is what its convolutions and hidden matmuls compute in."""
+  if compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(f'compute_dtype={compute_dtype!r}: must be one of '
+                     f'{", ".join(map(repr, COMPUTE_DTYPES))}')
+  check_dataset(model_config, spec)
   entry = MODELS.lookup('config.model.name', model_config.name)
   module = entry.build(model_config, num_classes=spec.num_classes, mean=spec.mean, std=spec.std,
                        dropout_rate=float(model_config.dropout_rate),
                        dropout_sites=tuple(model_config.dropout_sites),
-                       feature_transforms=tuple(feature_transforms))
+                       feature_transforms=tuple(feature_transforms),
+                       compute_dtype=jnp.dtype(compute_dtype))
+  if isinstance(module, TextClassifier):
+    module = module.clone(vocab_size=spec.vocab_size)
   return ModelFns(module)
 
 
-__all__ = ['Classifier', 'MODELS', 'ModelFns', 'ModelState', 'Params', 'build_model',
+__all__ = ['COMPUTE_DTYPES', 'Classifier', 'MODELS', 'ModelFns', 'ModelState', 'Params',
+           'PerturbedTokens', 'TextClassifier', 'build_model', 'check_dataset', 'is_text_model',
            'model_sites', 'validate']

@@ -11,6 +11,13 @@
 * Batch norm (`BatchNorm`) is PyTorch's `nn.BatchNorm2d`: ε = 1e-5, momentum 0.1 (Flax 0.9), the
   batch normalised with its biased variance, the running variance updated with the unbiased one
   (`unbiased_running_variance=False` gives Flax's biased update).
+* Mixed precision (`compute_dtype`, config key `train.compute_dtype`): convolutions and hidden
+  matmuls compute in `compute_dtype` (e.g. bfloat16) from float32 parameters (Flax `dtype=`,
+  `param_dtype=float32`). The input normalisation runs in float32, then casts, so gradients with
+  respect to the float32 images are float32; batch norm reduces its statistics in float32 and keeps
+  them float32, its output in `compute_dtype`; dropout and feature transforms see `compute_dtype`
+  activations. The head (`logits`) computes in float32, so logits (B, num_classes) are float32,
+  as is every softmax, loss and attack step built on them.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.typing import Dtype
 
 from robust_jax import random_utils
 
@@ -74,12 +82,20 @@ class Classifier(nn.Module):
   feature_transforms: Sequence[tuple[str, FeatureTransform]] = ()
   bn_momentum: float = 0.9  # Flax convention: PyTorch momentum 0.1 <-> Flax 0.9.
   unbiased_running_variance: bool = True  # PyTorch's running-variance update (see `BatchNorm`).
+  compute_dtype: Dtype = jnp.float32  # of convs, hidden matmuls, activations; params stay float32.
 
   DROPOUT_SITES: ClassVar[tuple[str, ...]] = ()
   FEATURE_SITES: ClassVar[tuple[str, ...]] = ()
 
   def normalize(self, images: jax.Array) -> jax.Array:
-    return (images - jnp.asarray(self.mean)) / jnp.asarray(self.std)
+    """(images - mean) / std in float32, then cast to `compute_dtype`: (B, H, W, C)."""
+    return ((images - jnp.asarray(self.mean)) / jnp.asarray(self.std)).astype(self.compute_dtype)
+
+  def logits(self, features: jax.Array, **dense_kwargs) -> jax.Array:
+    """The head: Dense(num_classes) computed in float32, (B, D) -> float32 logits (B, num_classes).
+
+    `dense_kwargs` go to `nn.Dense` (e.g. `kernel_init`)."""
+    return nn.Dense(self.num_classes, dtype=jnp.float32, **dense_kwargs)(features)
 
   def dropout(self, site: str, x: jax.Array, train: bool) -> jax.Array:
     """Inverted dropout at `site` if the config enables it there; identity otherwise."""
@@ -101,4 +117,5 @@ class Classifier(nn.Module):
   def batch_norm_def(self, train: bool) -> Callable[..., BatchNorm]:
     """The constructor `batch_norm` calls, for submodules that build their own batch norms."""
     return functools.partial(BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
-                             epsilon=1e-5, unbiased_running_variance=self.unbiased_running_variance)
+                             epsilon=1e-5, unbiased_running_variance=self.unbiased_running_variance,
+                             dtype=self.compute_dtype)

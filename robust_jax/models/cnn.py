@@ -19,6 +19,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
+from robust_jax.models import pooling
 from robust_jax.models.base import Classifier
 
 __all__ = ['CNN']
@@ -37,11 +38,13 @@ class CNN(Classifier):
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
     x = self.normalize(images)
     for site, width in zip(self.FEATURE_SITES, self.widths):
-      x = nn.Conv(width, (self.kernel_size, self.kernel_size), use_bias=not self.use_batch_norm)(x)
+      x = nn.Conv(width, (self.kernel_size, self.kernel_size), use_bias=not self.use_batch_norm,
+                  dtype=self.compute_dtype)(x)
       if self.use_batch_norm:
         x = self.batch_norm(train)(x)
       x = nn.relu(x)
-      x = nn.max_pool(self.feature_hook(site, x, train), (2, 2), (2, 2))
+      x = pooling.max_pool(self.feature_hook(site, x, train), (2, 2), (2, 2))
     x = self.dropout('features', x.reshape(x.shape[0], -1), train)
-    x = self.dropout('classifier', nn.relu(nn.Dense(self.hidden_size)(x)), train)
-    return nn.Dense(self.num_classes)(x)
+    x = self.dropout('classifier', nn.relu(nn.Dense(self.hidden_size, dtype=self.compute_dtype)(x)),
+                     train)
+    return self.logits(x)

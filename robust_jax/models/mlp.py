@@ -21,5 +21,5 @@ class MLP(Classifier):
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
     x = self.normalize(images).reshape(images.shape[0], -1)
     for size in self.hidden_sizes:
-      x = self.dropout('hidden', nn.relu(nn.Dense(size)(x)), train)
-    return nn.Dense(self.num_classes)(x)
+      x = self.dropout('hidden', nn.relu(nn.Dense(size, dtype=self.compute_dtype)(x)), train)
+    return self.logits(x)

@@ -30,6 +30,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.typing import Dtype
 
 from robust_jax.models import torch_init
 from robust_jax.models.base import Classifier, per_example_dropout
@@ -45,30 +46,32 @@ class PreActBlock(nn.Module):
   """The pre-activation basic block: (B, H, W, C) -> (B, ⌈H / stride⌉, ⌈W / stride⌉, width).
 
   `norm(name=...)` builds a batch-norm layer in the block's train / eval mode; `dropout_rate` is the
-  rate of the dropout before the second conv (0: none).
+  rate of the dropout before the second conv (0: none); the convs compute in `compute_dtype`.
   """
   width: int
   stride: int
   norm: Callable[..., nn.Module]
   shortcut_input: str = 'preactivated'
   dropout_rate: float = 0.0
+  compute_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     if self.shortcut_input not in SHORTCUT_INPUTS:
       raise ValueError(f'shortcut_input={self.shortcut_input!r}: must be one of '
                        f'{", ".join(map(repr, SHORTCUT_INPUTS))}')
+    conv = functools.partial(_conv, dtype=self.compute_dtype)
     in_features = x.shape[-1]
     out = nn.relu(self.norm(name='bn1')(x))
     if self.stride != 1 or in_features != self.width:
-      shortcut = _conv(in_features, self.width, 1, self.stride, name='shortcut')(out)
+      shortcut = conv(in_features, self.width, 1, self.stride, name='shortcut')(out)
     else:
       shortcut = out if self.shortcut_input == 'preactivated' else x
-    residual = _conv(in_features, self.width, 3, self.stride, name='conv1')(out)
+    residual = conv(in_features, self.width, 3, self.stride, name='conv1')(out)
     residual = nn.relu(self.norm(name='bn2')(residual))
     if train and self.dropout_rate > 0.0:
       residual = per_example_dropout(residual, self.dropout_rate, self.make_rng('dropout'))
-    return shortcut + _conv(self.width, self.width, 3, name='conv2')(residual)
+    return shortcut + conv(self.width, self.width, 3, name='conv2')(residual)
 
 
 class PreActResNet18(Classifier):
@@ -81,15 +84,16 @@ class PreActResNet18(Classifier):
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool) -> jax.Array:
-    x = _conv(images.shape[-1], self.widths[0], 3, use_bias=False)(self.normalize(images))
+    x = _conv(images.shape[-1], self.widths[0], 3, use_bias=False,
+              dtype=self.compute_dtype)(self.normalize(images))
     x = self.feature_hook('stem', x, train)
     block_dropout = self.dropout_rate if 'block' in self.dropout_sites else 0.0
     for stage, (num_blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
       for block in range(num_blocks):
         stride = 2 if stage > 0 and block == 0 else 1
-        x = PreActBlock(width, stride, self.batch_norm_def(train),
-                        self.shortcut_input, block_dropout)(x, train)
+        x = PreActBlock(width, stride, self.batch_norm_def(train), self.shortcut_input,
+                        block_dropout, self.compute_dtype)(x, train)
       x = self.feature_hook(f'stage{stage + 1}', x, train)
     x = jnp.mean(nn.relu(self.batch_norm(train)(x)), axis=(1, 2))
     x = self.dropout('classifier', x, train)
-    return nn.Dense(self.num_classes, kernel_init=torch_init.DEFAULT_KERNEL_INIT)(x)
+    return self.logits(x, kernel_init=torch_init.DEFAULT_KERNEL_INIT)

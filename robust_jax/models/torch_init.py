@@ -22,6 +22,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.typing import Dtype
 
 Initializer = nn.initializers.Initializer
 
@@ -40,14 +41,16 @@ def default_bias_init(fan_in: int) -> Initializer:
 
 def conv2d(in_features: int, features: int, kernel_size: int, stride: int = 1,
            use_bias: bool = True, kernel_init: Initializer = DEFAULT_KERNEL_INIT,
-           name: str | None = None) -> nn.Conv:
+           name: str | None = None, dtype: Dtype | None = None) -> nn.Conv:
   """PyTorch's `nn.Conv2d(in_features, features, kernel_size, stride, padding=kernel_size // 2,
   bias=use_bias)`: kernel from `kernel_init` (PyTorch's default unless given), bias PyTorch's
-  default. Input (B, H, W, in_features) -> (B, ⌊(H - 1) / stride⌋ + 1, ..., features) for odd k."""
+  default. Input (B, H, W, in_features) -> (B, ⌊(H - 1) / stride⌋ + 1, ..., features) for odd k.
+  `dtype`: the compute dtype (Flax's `dtype`; None infers it), parameters float32 either way."""
   pad = kernel_size // 2
   return nn.Conv(features, (kernel_size, kernel_size), (stride, stride),
                  padding=((pad, pad), (pad, pad)), use_bias=use_bias, kernel_init=kernel_init,
-                 bias_init=default_bias_init(in_features * kernel_size * kernel_size), name=name)
+                 bias_init=default_bias_init(in_features * kernel_size * kernel_size), name=name,
+                 dtype=dtype)
 
 
 __all__ = ['DEFAULT_KERNEL_INIT', 'KAIMING_NORMAL_FAN_OUT', 'conv2d', 'default_bias_init']

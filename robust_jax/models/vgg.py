@@ -19,7 +19,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from robust_jax.models import torch_init
+from robust_jax.models import pooling, torch_init
 from robust_jax.models.base import Classifier
 
 __all__ = ['VGG16', 'VGG16_BLOCKS']
@@ -37,12 +37,13 @@ class VGG16(Classifier):
     for site, widths in zip(self.FEATURE_SITES, VGG16_BLOCKS):
       for width in widths:
         conv = torch_init.conv2d(x.shape[-1], width, 3,
-                                 kernel_init=torch_init.KAIMING_NORMAL_FAN_OUT)
+                                 kernel_init=torch_init.KAIMING_NORMAL_FAN_OUT,
+                                 dtype=self.compute_dtype)
         x = nn.relu(self.batch_norm(train)(conv(x)))
         x = self.dropout('conv', x, train)
-      x = self.feature_hook(site, nn.max_pool(x, (2, 2), (2, 2), padding='SAME'), train)
+      x = self.feature_hook(site, pooling.max_pool(x, (2, 2), (2, 2), padding='SAME'), train)
     x = x.reshape(x.shape[0], -1)
     for _ in range(2):
-      x = nn.Dense(4096, kernel_init=torch_init.DEFAULT_KERNEL_INIT)(x)
+      x = nn.Dense(4096, kernel_init=torch_init.DEFAULT_KERNEL_INIT, dtype=self.compute_dtype)(x)
       x = self.dropout('classifier', nn.relu(x), train)
-    return nn.Dense(self.num_classes, kernel_init=torch_init.DEFAULT_KERNEL_INIT)(x)
+    return self.logits(x, kernel_init=torch_init.DEFAULT_KERNEL_INIT)

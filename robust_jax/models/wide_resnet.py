@@ -45,20 +45,21 @@ class WideResNet(Classifier):
     if (self.depth - 4) % 6:
       raise ValueError(f'WideResNet depth must be 6n + 4, got {self.depth}')
     blocks_per_stage = (self.depth - 4) // 6
-    x = _conv(images.shape[-1], 16, 3)(self.normalize(images))
+    conv = functools.partial(_conv, dtype=self.compute_dtype)
+    x = conv(images.shape[-1], 16, 3)(self.normalize(images))
     x = self.feature_hook('stem', x, train)
     for stage, width in enumerate((16, 32, 64)):
       width *= self.widen_factor
       for block in range(blocks_per_stage):
         stride = 2 if stage > 0 and block == 0 else 1
-        out = _conv(x.shape[-1], width, 3)(nn.relu(self.batch_norm(train)(x)))
+        out = conv(x.shape[-1], width, 3)(nn.relu(self.batch_norm(train)(x)))
         out = self.dropout('block', out, train)
-        out = _conv(width, width, 3, stride)(nn.relu(self.batch_norm(train)(out)))
+        out = conv(width, width, 3, stride)(nn.relu(self.batch_norm(train)(out)))
         if stride != 1 or x.shape[-1] != width:
-          x = _conv(x.shape[-1], width, 1, stride)(x)
+          x = conv(x.shape[-1], width, 1, stride)(x)
         x = x + out
       x = self.feature_hook(f'stage{stage + 1}', x, train)
     # The reference classifier BN uses PyTorch momentum 0.9, i.e. Flax momentum 0.1.
     x = jnp.mean(nn.relu(self.batch_norm(train, momentum=0.1)(x)), axis=(1, 2))
     x = self.dropout('classifier', x, train)
-    return nn.Dense(self.num_classes, kernel_init=torch_init.DEFAULT_KERNEL_INIT)(x)
+    return self.logits(x, kernel_init=torch_init.DEFAULT_KERNEL_INIT)

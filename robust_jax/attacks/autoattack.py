@@ -1,0 +1,271 @@
+"""AutoAttack (Croce & Hein, ICML 2020): a fixed sequence of attacks, a worst case per example.
+
+    x_adv, broken_by = attacks.autoattack(logits_fn, images, labels, key, epsilon=8/255)
+    attacks.autoattack_names('standard')[broken_by[i]]  # what broke example i (-1: robust)
+
+Versions, as the reference's `set_version` (fra31/auto-attack, autoattack.py):
+
+* 'standard': APGD-CE (1 run), APGD-T (9 target classes, at most C - 1), FAB-T (9 target classes),
+  Square (5,000 queries); 100 iterations for APGD and FAB.
+* 'plus': APGD-CE and APGD-DLR (5 restarts each), FAB (5 restarts), Square, APGD-T, FAB-T.
+* 'rand', for randomised models: APGD-CE and APGD-DLR, each gradient averaged over 20 draws of
+  the model's randomness (EOT). Here `logits_fn(images, key)` takes a PRNG key that drives its
+  randomness (e.g. `model.apply(..., train=True, key=key)` with dropout on); the other versions
+  call `logits_fn(images)`. A model that gives the same logits for two keys gets a warning.
+
+Each attack runs only on the examples still robust, and an example keeps the first adversarial
+image that fools the model (`run_sequence`, as the reference's `run_standard_evaluation`). The
+still-robust examples are compacted on the host between attacks, not masked on the device: after
+APGD-CE typically few examples are left, and the costly APGD-T (9 × 100 steps), FAB-T and Square
+then run on those alone, not on the whole batch. Chunks of at most `batch_size` examples are
+padded to a power of two times the device count (at least 64), so an attack compiles once per
+size class, not once per number of survivors; with `sharding` (e.g.
+`NamedSharding(mesh, P('data'))`) every chunk is split over the devices like the train step's
+batches. Each attack's output is projected onto B_ε(x) ∩ [0, 1] and kept only where the model
+then misclassifies it (for 'rand': one fresh draw of the model, as the reference). Random draws
+depend on the chunking (`batch_size`, the device count), as the reference's depend on its `bs`.
+
+Time: each attack's seconds (wall time, compilation included) are in `SequenceResult.seconds`
+(`autoattack_sequence`); `robust_jax.evaluate --preset=autoattack` reports them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+import warnings
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robust_jax.attacks import arguments, threat_model
+from robust_jax.attacks.apgd import apgd, apgd_targeted
+from robust_jax.attacks.fab import fab
+from robust_jax.attacks.pgd import LogitsFn
+from robust_jax.attacks.square import square
+
+__all__ = ['AUTOATTACK_VERSIONS', 'AutoAttackSettings', 'CLEAN', 'SequenceResult',
+           'accuracy_after_each', 'autoattack', 'autoattack_names', 'autoattack_sequence',
+           'run_sequence']
+
+AUTOATTACK_VERSIONS = {
+    'standard': ('apgd-ce', 'apgd-t', 'fab-t', 'square'),
+    'plus': ('apgd-ce', 'apgd-dlr', 'fab', 'square', 'apgd-t', 'fab-t'),
+    'rand': ('apgd-ce', 'apgd-dlr'),
+}
+CLEAN = 'clean'  # broken_by index 0: misclassified without an attack
+_MIN_CHUNK = 64  # the smallest padded chunk below batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoAttackSettings:
+  """Budgets; the defaults are the reference's. `None` restarts take the version's (1; 'plus': 5).
+
+  Shrink them for quick checks, e.g. `AutoAttackSettings(apgd_steps=5, square_queries=20)`.
+  """
+  apgd_steps: int = 100
+  apgd_restarts: int | None = None
+  num_target_classes: int = 9
+  fab_steps: int = 100
+  fab_restarts: int | None = None
+  square_queries: int = 5000
+  eot_samples: int = 20
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if value is not None:
+        arguments.check_count(field.name, value)
+
+
+def autoattack_names(version: str = 'standard') -> tuple[str, ...]:
+  """('clean', attack 1, ...): what `broken_by` indexes (0: misclassified without an attack)."""
+  arguments.check_choice('version', version, tuple(AUTOATTACK_VERSIONS))
+  return (CLEAN, *AUTOATTACK_VERSIONS[version])
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceResult:
+  """What `run_sequence` and `autoattack_sequence` return."""
+  adversarial: np.ndarray  # (N, ...): the first image that fooled the model, else the clean one
+  broken_by: np.ndarray  # (N,) int: index into the names (0 = clean), -1 = robust
+  seconds: dict[str, float]  # per attack name, wall time including compilation
+
+
+def accuracy_after_each(broken_by: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+  """{name: robust accuracy after that step of the sequence}; `names[0]` gives clean accuracy."""
+  broken_by = np.asarray(broken_by)
+  return {name: float(np.mean((broken_by == -1) | (broken_by > k))) for k, name in
+          enumerate(names)}
+
+
+# An attack of the sequence: (images (b, ...), labels (b,), key) -> adversarial (b, ...);
+# classify: (images, key) -> predicted labels (b,).
+Attack = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+Classify = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _chunk_sizes(count: int, batch_size: int, multiple: int) -> list[tuple[int, int]]:
+  """(examples, padded size) per chunk: full chunks of batch_size (rounded up to a multiple of
+  `multiple`), the last padded to `multiple` times a power of two, at least _MIN_CHUNK (fewer
+  sizes to compile) and at most batch_size."""
+  round_up = lambda n: -(-n // multiple) * multiple
+  batch_size = round_up(batch_size)
+  sizes = [(batch_size, batch_size)] * (count // batch_size)
+  rest = count % batch_size
+  if rest:
+    power_of_two = 2 ** int(np.ceil(np.log2(-(-rest // multiple))))
+    sizes.append((rest, min(batch_size, max(round_up(_MIN_CHUNK), multiple * power_of_two))))
+  return sizes
+
+
+def run_sequence(classify: Classify, images, labels, key: jax.Array,
+                 attacks: Sequence[tuple[str, Attack]], *, batch_size: int = 500,
+                 sharding: jax.sharding.Sharding | None = None) -> SequenceResult:
+  """Runs `attacks` in order, each on the examples still robust; a worst case per example.
+
+  images (N, ...) and labels (N,) on the host or a device; example i counts as robust while
+  classify(x, key) == labels[i] at its clean image and every attack's output so far. Attack k
+  (1-based) sees chunk c with key fold_in(fold_in(key, k), c) split into (attack, classify) keys.
+  """
+  images, labels = np.asarray(images), np.asarray(labels)
+  multiple = 1 if sharding is None else len(sharding.device_set)
+  place = (lambda a: jnp.asarray(a)) if sharding is None else (
+      lambda a: jax.device_put(a, sharding))
+  adversarial, broken_by = images.copy(), np.full(len(labels), -1)
+  seconds = {}
+
+  def chunks(indices):
+    start = 0
+    for c, (count, padded) in enumerate(_chunk_sizes(len(indices), batch_size, multiple)):
+      rows = np.concatenate([indices[start:start + count], np.full(padded - count, indices[0])])
+      yield c, rows, count
+      start += count
+
+  for c, rows, count in chunks(np.arange(len(labels))):
+    predicted = classify(place(images[rows]), jax.random.fold_in(jax.random.fold_in(key, 0), c))
+    wrong = np.asarray(predicted)[:count] != labels[rows[:count]]
+    broken_by[rows[:count][wrong]] = 0
+  for k, (name, attack) in enumerate(attacks, 1):
+    started = time.perf_counter()
+    robust = np.flatnonzero(broken_by == -1)
+    if len(robust):
+      for c, rows, count in chunks(robust):
+        attack_key, classify_key = jax.random.split(
+            jax.random.fold_in(jax.random.fold_in(key, k), c))
+        found = attack(place(images[rows]), place(labels[rows]), attack_key)
+        predicted = np.asarray(classify(found, classify_key))[:count]
+        real = rows[:count]
+        fooled = predicted != labels[real]
+        adversarial[real[fooled]] = np.asarray(found)[:count][fooled]
+        broken_by[real[fooled]] = k
+    seconds[name] = time.perf_counter() - started
+  return SequenceResult(adversarial, broken_by, seconds)
+
+
+def _restarts(settings_value, version):
+  return settings_value or (5 if version == 'plus' else 1)
+
+
+def _attack_fn(name: str, version: str, settings: AutoAttackSettings, num_classes: int):
+  """fn(logits_fn, images, labels, key, epsilon, norm) -> adversarial for one AutoAttack name."""
+  targets = min(settings.num_target_classes, num_classes - 1)
+  eot = settings.eot_samples if version == 'rand' else None
+  apgd_kwargs = dict(num_steps=settings.apgd_steps, eot_samples=eot,
+                     restarts=_restarts(settings.apgd_restarts, version))
+  fab_kwargs = dict(num_steps=settings.fab_steps)
+  return {
+      'apgd-ce': lambda f, x, y, k, e, n: apgd(f, x, y, k, epsilon=e, norm=n, loss='ce',
+                                               **apgd_kwargs),
+      'apgd-dlr': lambda f, x, y, k, e, n: apgd(f, x, y, k, epsilon=e, norm=n, loss='dlr',
+                                                **apgd_kwargs),
+      'apgd-t': lambda f, x, y, k, e, n: apgd_targeted(
+          f, x, y, k, epsilon=e, norm=n, num_steps=settings.apgd_steps,
+          num_target_classes=targets),
+      'fab': lambda f, x, y, k, e, n: fab(
+          f, x, y, k, epsilon=e, norm=n, restarts=_restarts(settings.fab_restarts, version),
+          **fab_kwargs)[0],
+      'fab-t': lambda f, x, y, k, e, n: fab(f, x, y, k, epsilon=e, norm=n, targeted=True,
+                                            num_target_classes=targets, **fab_kwargs)[0],
+      'square': lambda f, x, y, k, e, n: square(f, x, y, k, epsilon=e, norm=n,
+                                                num_queries=settings.square_queries),
+  }[name]
+
+
+@functools.partial(jax.jit, static_argnames=('name', 'version', 'norm', 'settings'))
+def _attack(logits_fn, images, labels, key, epsilon, *, name, version, norm, settings):
+  """One attack of the sequence on one chunk, projected onto B_ε(images) ∩ [0, 1]."""
+  num_classes = jax.eval_shape(_one_draw(logits_fn, version), images).shape[-1]
+  found = _attack_fn(name, version, settings, num_classes)(logits_fn, images, labels, key,
+                                                          epsilon, norm)
+  return threat_model.project(found, images, epsilon, norm)
+
+
+@functools.partial(jax.jit, static_argnames=('version',))
+def _classify(logits_fn, images, key, *, version):
+  logits = logits_fn(images, key) if version == 'rand' else logits_fn(images)
+  return jnp.argmax(logits, -1)
+
+
+def _one_draw(logits_fn, version) -> LogitsFn:
+  """images -> logits: `logits_fn`, or for 'rand' one draw of `logits_fn(images, key)`."""
+  return (lambda x: logits_fn(x, jax.random.key(0))) if version == 'rand' else logits_fn
+
+
+def _warn_if_deterministic(logits_fn, images) -> None:
+  sample = jnp.asarray(images[:8])
+  first, second = (logits_fn(sample, jax.random.key(seed)) for seed in (1, 2))
+  if np.array_equal(np.asarray(first), np.asarray(second)):
+    warnings.warn("version='rand': logits_fn(images, key) gave the same logits for two keys; the "
+                  "model looks deterministic (use version='standard')", stacklevel=3)
+
+
+def autoattack_sequence(logits_fn, images, labels, key: jax.Array, epsilon, norm: str = 'linf',
+                        version: str = 'standard', *,
+                        settings: AutoAttackSettings = AutoAttackSettings(),
+                        batch_size: int = 500,
+                        sharding: jax.sharding.Sharding | None = None) -> SequenceResult:
+  """`autoattack` plus each attack's seconds (`SequenceResult`); arguments as `autoattack`."""
+  arguments.check_choice('version', version, tuple(AUTOATTACK_VERSIONS))
+  arguments.check_choice('norm', norm, threat_model.NORMS)
+  arguments.check_number('epsilon', epsilon, 0.0)
+  arguments.check_key(key)
+  arguments.check_count('batch_size', batch_size)
+  if not isinstance(settings, AutoAttackSettings):
+    raise TypeError(f'settings={type(settings).__name__}: must be an AutoAttackSettings')
+  if not isinstance(logits_fn, jax.tree_util.Partial):
+    logits_fn = jax.tree_util.Partial(logits_fn)  # a pytree: jit takes it as an argument
+  num_classes = arguments.check_inputs(_one_draw(logits_fn, version), images, labels)
+  needed = 3 if version == 'rand' else 4
+  if num_classes < needed:
+    raise ValueError(f"version={version!r}: needs at least {needed} classes (its DLR losses use "
+                     f"z_π{needed}); logits_fn gives C = {num_classes}")
+  if version == 'rand':
+    _warn_if_deterministic(logits_fn, images)
+  epsilon = jnp.float32(epsilon)
+  sequence = [(name, functools.partial(_attack, logits_fn, epsilon=epsilon, name=name,
+                                       version=version, norm=norm, settings=settings))
+              for name in AUTOATTACK_VERSIONS[version]]
+  classify = lambda x, k: _classify(logits_fn, x, k, version=version)
+  return run_sequence(classify, images, labels, key, sequence, batch_size=batch_size,
+                      sharding=sharding)
+
+
+def autoattack(logits_fn, images, labels, key: jax.Array, epsilon, norm: str = 'linf',
+               version: str = 'standard', *, settings: AutoAttackSettings = AutoAttackSettings(),
+               batch_size: int = 500, sharding: jax.sharding.Sharding | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+  """(adversarial images (N, ...), broken_by (N,) int) of the AutoAttack `version`.
+
+  logits_fn: images -> logits (B, C), or (images, key) -> logits for version 'rand' (module
+  docstring); a `jax.tree_util.Partial` holding the weights avoids baking them into the compiled
+  attacks. images (N, ...) in [0, 1], labels (N,) the true classes, on the host or a device;
+  epsilon in pixel units; norm 'linf' or 'l2'. broken_by[i] indexes `autoattack_names(version)`:
+  0 = misclassified without an attack, k = broken first by attack k, -1 = robust to all. Runs
+  outside `jax.jit` (it compacts on the host); every attack is jitted per chunk size.
+  """
+  result = autoattack_sequence(logits_fn, images, labels, key, epsilon, norm, version,
+                               settings=settings, batch_size=batch_size, sharding=sharding)
+  return result.adversarial, result.broken_by

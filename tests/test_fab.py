@@ -1,0 +1,192 @@
+"""FAB against the closed-form distance to a linear classifier's boundary, and its invariants."""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from robust_jax.attacks import threat_model
+from robust_jax.attacks.fab import fab, project_onto_hyperplane
+
+BATCH, DIM, NUM_CLASSES = 12, 8, 4
+DUAL = {'linf': 1, 'l2': 2}  # the dual norm's order
+_rng = np.random.default_rng(0)
+WEIGHTS = jnp.asarray(_rng.normal(size=(DIM, NUM_CLASSES)), jnp.float32)
+BIAS = jnp.asarray(0.1 * _rng.normal(size=NUM_CLASSES), jnp.float32)
+# Clean points well inside [0, 1]: the nearest boundary point is inside the box too.
+IMAGES = jnp.asarray(_rng.uniform(0.35, 0.65, size=(BATCH, DIM)), jnp.float32)
+
+
+def linear_logits(x):
+  return x @ WEIGHTS + BIAS
+
+
+LABELS = jnp.argmax(linear_logits(IMAGES), -1)
+
+
+def boundary_distances(norm):
+  """(B, C): |(w_y - w_j)·x + b_y - b_j| / ‖w_y - w_j‖_* per class j (inf at j = y), in float64."""
+  weights, logits, labels = (np.asarray(a, np.float64) for a in (WEIGHTS, linear_logits(IMAGES),
+                                                                   LABELS))
+  labels = labels.astype(int)
+  distances = np.full((BATCH, NUM_CLASSES), np.inf)
+  for i, y in enumerate(labels):
+    for j in range(NUM_CLASSES):
+      if j != y:
+        distances[i, j] = abs(logits[i, y] - logits[i, j]) / np.linalg.norm(
+            weights[:, y] - weights[:, j], DUAL[norm])
+  return distances
+
+
+@pytest.mark.parametrize('norm', ['linf', 'l2'])
+def test_minimal_distance_on_a_linear_model_matches_the_closed_form(norm):
+  adversarial, norms = fab(linear_logits, IMAGES, LABELS, norm=norm)
+  expected = boundary_distances(norm).min(-1)
+  np.testing.assert_allclose(norms, expected, rtol=0.01)
+  assert np.all(np.asarray(norms) >= expected * (1 - 1e-4))  # never inside the boundary
+  assert bool(jnp.all(jnp.argmax(linear_logits(adversarial), -1) != LABELS))
+  np.testing.assert_allclose(threat_model.distance(adversarial, IMAGES, norm), norms, rtol=1e-5)
+
+
+@pytest.mark.parametrize('norm', ['linf', 'l2'])
+def test_fab_t_over_every_target_finds_the_nearest_boundary(norm):
+  _, norms = fab(linear_logits, IMAGES, LABELS, norm=norm, targeted=True, num_target_classes=9)
+  np.testing.assert_allclose(norms, boundary_distances(norm).min(-1), rtol=0.01)
+
+
+def test_fab_t_at_one_rank_stops_at_that_class_boundary_or_at_a_nearer_one():
+  _, norms = fab(linear_logits, IMAGES, LABELS, targeted=True, target_class_rank=3)
+  distances = boundary_distances('linf')
+  third = np.argsort(-np.asarray(linear_logits(IMAGES)), -1)[:, 2]
+  to_third = distances[np.arange(BATCH), third]
+  assert np.all(np.asarray(norms) <= to_third * 1.01)
+  assert np.all(np.asarray(norms) >= distances.min(-1) * (1 - 1e-4))
+  assert np.any(np.asarray(norms) > distances.min(-1) * 1.05)  # not the untargeted attack
+
+
+def kkt_projection(point, normal, residual, norm):
+  """The same projection from its optimality conditions, by bisection in float64.
+
+  The step is d(λ) = clip(-λ s(w), -x, 1 - x) with s(w) = sign(w) (L∞) or w (L2), λ >= 0 the
+  smallest value with ⟨w, d(λ)⟩ = -r (w's sign flipped where r < 0); all coordinates at their
+  bounds where no λ reaches the hyperplane.
+  """
+  w = np.asarray(normal, np.float64) * (1 if residual >= 0 else -1)
+  x = np.asarray(point, np.float64)
+  step = lambda level: np.clip(-level * (np.sign(w) if norm == 'linf' else w), -x, 1 - x)
+  if -(w @ step(1e9)) < abs(residual):
+    return step(1e9)
+  low, high = 0.0, 1e9
+  for _ in range(200):
+    middle = (low + high) / 2
+    low, high = (middle, high) if -(w @ step(middle)) < abs(residual) else (low, middle)
+  return step(high)
+
+
+@pytest.mark.parametrize('norm', ['linf', 'l2'])
+def test_projection_onto_the_hyperplane_in_the_box_matches_its_kkt_solution(norm):
+  rng = np.random.default_rng(1)
+  points = rng.uniform(0, 1, (64, 20)).astype(np.float32)
+  normals = rng.normal(size=(64, 20)).astype(np.float32)
+  normals[:, :3] = 0.0  # coordinates the hyperplane ignores do not move
+  # Residuals of both signs, from tiny (the box plays no part) to past what the box allows.
+  residuals = (rng.normal(size=64) * rng.uniform(0.05, 5.0, 64)).astype(np.float32)
+  steps = np.asarray(project_onto_hyperplane(jnp.asarray(points), jnp.asarray(normals),
+                                             jnp.asarray(residuals), norm))
+  expected = np.stack([kkt_projection(p, w, r, norm)
+                       for p, w, r in zip(points, normals, residuals)])
+  np.testing.assert_allclose(steps, expected, atol=1e-5)
+  reachable = np.abs(np.sum(normals * expected, -1) + residuals) < 1e-4
+  assert 10 < reachable.sum() < 64  # both cases occur
+  assert np.all(steps[:, :3] == 0.0)
+
+
+def test_with_epsilon_only_perturbations_within_it_are_returned():
+  expected = boundary_distances('linf').min(-1)
+  epsilon = float(np.median(expected))
+  adversarial, norms = fab(linear_logits, IMAGES, LABELS, epsilon=epsilon)
+  within = np.asarray(norms) <= epsilon
+  assert 0 < within.sum() < BATCH
+  broken = np.asarray(jnp.argmax(linear_logits(adversarial), -1) != LABELS)
+  np.testing.assert_array_equal(broken, within)
+  np.testing.assert_array_equal(np.asarray(adversarial)[~within], np.asarray(IMAGES)[~within])
+  assert float(threat_model.distance(adversarial, IMAGES, 'linf').max()) <= epsilon
+  np.testing.assert_allclose(np.asarray(norms)[~within], expected[~within], rtol=0.01)
+
+
+def test_an_example_misclassified_at_the_start_comes_back_unchanged_with_norm_zero():
+  labels = LABELS.at[0].set((LABELS[0] + 1) % NUM_CLASSES)
+  adversarial, norms = fab(linear_logits, IMAGES, labels, num_steps=10)
+  np.testing.assert_array_equal(adversarial[0], IMAGES[0])
+  assert float(norms[0]) == 0.0
+  assert bool(jnp.all(norms[1:] > 0)) and bool(jnp.all(jnp.isfinite(norms[1:])))
+
+
+@pytest.mark.parametrize('norm', ['linf', 'l2'])
+def test_random_restarts_are_never_worse_than_the_run_from_the_clean_point(norm):
+  # The model is nonlinear, so runs from other starts can end at other boundary points.
+  hidden = jnp.asarray(np.random.default_rng(2).normal(size=(DIM, 16)), jnp.float32)
+  logits_fn = lambda x: jnp.tanh(4 * (x - 0.5) @ hidden) @ hidden.T @ WEIGHTS
+  labels = jnp.argmax(logits_fn(IMAGES), -1)
+  _, single = fab(logits_fn, IMAGES, labels, norm=norm, num_steps=20)
+  _, several = fab(logits_fn, IMAGES, labels, jax.random.key(0), norm=norm, num_steps=20,
+                   restarts=3)
+  assert np.all(np.asarray(several) <= np.asarray(single))
+  assert np.any(np.asarray(several) < np.asarray(single) * 0.999)
+
+
+def test_each_example_is_attacked_as_if_it_were_alone():
+  _, together = fab(linear_logits, IMAGES, LABELS, num_steps=20, epsilon=0.05)
+  _, alone = fab(linear_logits, IMAGES[:3], LABELS[:3], num_steps=20, epsilon=0.05)
+  np.testing.assert_allclose(together[:3], alone, rtol=1e-5)
+
+
+def test_no_gradient_flows_through_the_attack():
+  def total(x, epsilon):
+    adversarial, norms = fab(linear_logits, x, LABELS, num_steps=10, epsilon=epsilon)
+    return adversarial.sum() + norms.sum()
+  gradient = jax.grad(total)(IMAGES, 0.2)
+  np.testing.assert_array_equal(gradient, np.zeros_like(gradient))
+
+
+def test_under_jit_with_epsilon_traced_it_gives_the_eager_result():
+  eager = fab(linear_logits, IMAGES, LABELS, num_steps=10, epsilon=0.2)
+  jitted = jax.jit(lambda x, eps: fab(linear_logits, x, LABELS, num_steps=10, epsilon=eps))(
+      IMAGES, 0.2)
+  for a, b in zip(eager, jitted):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def call(**overrides):
+  kwargs = dict(logits_fn=linear_logits, images=IMAGES, labels=LABELS, num_steps=2) | overrides
+  return lambda: fab(**kwargs)
+
+
+# (id, call, exception type, regex its one-line message must match)
+BAD_CALLS = [
+    (call(epsilon=-0.1), ValueError, r'^epsilon=-0\.1: must be a finite number >= 0$'),
+    (call(norm='l1'), ValueError, r"^norm='l1': must be one of 'linf', 'l2'$"),
+    (call(num_steps=0), ValueError, r'^num_steps=0: must be an int >= 1$'),
+    (call(restarts=2), ValueError, r'^key=None: this call draws random starts and needs a PRNG '),
+    (call(alpha_max=1.5), ValueError, r'^alpha_max=1\.5: must be a finite number in \[0, 1\]$'),
+    (call(eta=0.0), ValueError, r'^eta=0\.0: must be a finite number > 0$'),
+    (call(targeted=True, target_class_rank=1), ValueError,
+     r'^target_class_rank=1: must be an int in \[2, 4\] \(rank 1 is the predicted class; '
+     r'logits_fn gives C = 4\)$'),
+    (call(targeted=True, target_class_rank=5), ValueError, r'^target_class_rank=5: must be an '),
+    (call(targeted=True, target_class_rank=2.0), TypeError, r'^target_class_rank=2\.0: must be '),
+    (call(target_class_rank=2), ValueError,
+     r'^target_class_rank=2: needs targeted=True \(FAB-T\)$'),
+    (call(num_target_classes=0), ValueError, r'^num_target_classes=0: must be an int >= 1$'),
+    (call(labels=LABELS.at[0].set(NUM_CLASSES)), ValueError, r'^labels: values range over '),
+]
+
+
+@pytest.mark.parametrize('make_call,error,message', BAD_CALLS,
+                         ids=[re.sub(r'[\\^]', '', m.split(':')[0]) for _, _, m in BAD_CALLS])
+def test_a_bad_argument_gives_one_line_naming_it(make_call, error, message):
+  with pytest.raises(error) as raised:
+    make_call()
+  assert re.search(message, str(raised.value)), str(raised.value)
+  assert '\n' not in str(raised.value)
