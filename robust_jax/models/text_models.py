@@ -50,7 +50,8 @@ import jax.numpy as jnp
 from flax.typing import Dtype
 
 from robust_jax.models import torch_init
-from robust_jax.models.base import Classifier
+# FeatureTransform: the inherited `feature_transforms` annotation resolves here (API reference).
+from robust_jax.models.base import Classifier, FeatureTransform  # noqa: F401
 
 __all__ = ['CELLS', 'PerturbedTokens', 'RecurrentClassifier', 'TextCNN', 'TextClassifier']
 
