@@ -76,24 +76,23 @@ _RECURRENT: cs.Schema = {**_TEXT, 'hidden_size': cs.integer(1), 'num_layers': cs
                          'bidirectional': cs.boolean()}
 
 
+def _recurrent(cell: str):
+  """The registry's builder of a `RecurrentClassifier` with `cell` ('lstm' or 'gru')."""
+  def build(config, **common):
+    return RecurrentClassifier(cell=cell, embedding_size=config.embedding_size,
+                               hidden_size=config.hidden_size, num_layers=config.num_layers,
+                               bidirectional=config.bidirectional, **common)
+  return build
+
+
 # DropAttack's IMDB model (papers.md 2.3): embedding 300, one forward LSTM layer of 300.
-@MODELS.register('lstm', _RECURRENT, defaults={**_COMMON_DEFAULTS, 'embedding_size': 300,
-                                               'hidden_size': 300, 'num_layers': 1,
-                                               'bidirectional': False})
-def _lstm(config, **common):
-  return RecurrentClassifier(cell='lstm', embedding_size=config.embedding_size,
-                             hidden_size=config.hidden_size, num_layers=config.num_layers,
-                             bidirectional=config.bidirectional, **common)
-
-
+MODELS.register('lstm', _RECURRENT, defaults={**_COMMON_DEFAULTS, 'embedding_size': 300,
+                                              'hidden_size': 300, 'num_layers': 1,
+                                              'bidirectional': False})(_recurrent('lstm'))
 # DropAttack's AG News model: embedding 300, two bidirectional GRU layers of 300.
-@MODELS.register('gru', _RECURRENT, defaults={**_COMMON_DEFAULTS, 'embedding_size': 300,
-                                              'hidden_size': 300, 'num_layers': 2,
-                                              'bidirectional': True})
-def _gru(config, **common):
-  return RecurrentClassifier(cell='gru', embedding_size=config.embedding_size,
-                             hidden_size=config.hidden_size, num_layers=config.num_layers,
-                             bidirectional=config.bidirectional, **common)
+MODELS.register('gru', _RECURRENT, defaults={**_COMMON_DEFAULTS, 'embedding_size': 300,
+                                             'hidden_size': 300, 'num_layers': 2,
+                                             'bidirectional': True})(_recurrent('gru'))
 
 
 # Kim (2014): widths 3, 4, 5 × 100 filters, dropout 0.5 before the classifier.
