@@ -8,7 +8,10 @@ Each (config, seed) trains in OUTPUT_DIR/<config>_<variant>/seed<k> (rerunning r
 finished runs, refusing a finished run made with other epochs or attack settings; `--table_only`
 tabulates the finished ones and trains nothing), then is evaluated:
 clean accuracy on the full test set, FGSM and PGD-k (L∞, random start, step ε/4) accuracy on the
-first `--attack_examples` test images. Text datasets (token ids: no pixels to attack) get clean
+first `--attack_examples` test images; with `--autoattack` also AutoAttack (standard: APGD-CE,
+APGD-T, FAB-T, Square; `robustness.evaluate_autoattack`) on the same images at the same ε, whose
+column is the accuracy after the whole sequence (a finished run without it gets it on the next
+invocation; nothing retrains). Text datasets (token ids: no pixels to attack) get clean
 accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar in the plot).
 Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and `accuracy.png`
 (bar plot).
@@ -37,6 +40,8 @@ _EPSILON = flags.DEFINE_string('epsilon', '0.1', 'L∞ ε for FGSM and PGD, as t
 _PGD_STEPS = flags.DEFINE_integer('pgd_steps', 20, 'PGD steps.')
 _ATTACK_EXAMPLES = flags.DEFINE_integer('attack_examples', 1000, 'Test images attacked (0 = all).')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'workdirs/compare', 'Where runs and tables go.')
+_AUTOATTACK = flags.DEFINE_bool('autoattack', False,
+                                 'Also run the standard AutoAttack at ε: one more column.')
 _TABLE_ONLY = flags.DEFINE_bool('table_only', False,
                                 'Write the table from the finished runs only; train nothing.')
 
@@ -46,7 +51,11 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
   record_path = os.path.join(workdir, 'compare.json')
   if os.path.exists(record_path):
     with open(record_path) as f:
-      return _check_reusable(json.load(f), record_path)
+      record = _check_reusable(json.load(f), record_path)
+    if _AUTOATTACK.value and record['fgsm'] is not None and record.get('autoattack') is None:
+      add_autoattack(record, workdir)
+      json_utils.dump(record, record_path)
+    return record
   config = load_config_file(spec)
   config.seed = seed
   if _NUM_EPOCHS.value:
@@ -72,8 +81,26 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
     record.update(fgsm=row_accuracy['FGSM'], pgd=row_accuracy[labels['pgd']],
                   attack_examples=attacked['num_examples'], epsilon=_EPSILON.value,
                   pgd_steps=_PGD_STEPS.value, warnings=attacked['warnings'])
+    if _AUTOATTACK.value:
+      add_autoattack(record, workdir)
   json_utils.dump(record, record_path)
   return record
+
+
+def add_autoattack(record: dict, workdir: str) -> None:
+  """Adds the run's AutoAttack (standard) accuracy at its ε on its attacked images to `record`:
+  'autoattack' (after the whole sequence), 'autoattack_seconds' (the four attacks, compilation
+  included) and 'gradient_masking' (the flags that fired)."""
+  config, model, params, model_state, splits, mesh = load_run(workdir)
+  results = robustness.evaluate_autoattack(model, params, model_state, splits.test,
+                                           config.robustness, mesh)
+  last = results['autoattack']['sequence'][-1]
+  record.update(autoattack=results['accuracy'][record['epsilon']][last],
+                autoattack_seconds=sum(results['seconds'][record['epsilon']][label]
+                                       for label in results['autoattack']['sequence']),
+                gradient_masking=[flag for flag, fired in results['gradient_masking'].items()
+                                  if fired])
+  record['warnings'] = record['warnings'] + results['warnings']
 
 
 def _check_reusable(record: dict, path: str) -> dict:
@@ -94,10 +121,10 @@ def summarise(records: list[dict]) -> list[dict]:
   for name in dict.fromkeys(r['config'] for r in records):
     runs = [r for r in records if r['config'] == name]
     row = {'config': name, 'seeds': len(runs), 'epochs': runs[0]['epochs']}
-    for key in ('clean', 'clean_best', 'fgsm', 'pgd', 'train_seconds'):
+    for key in ('clean', 'clean_best', 'fgsm', 'pgd', 'autoattack', 'train_seconds'):
       # Records made before best-epoch tracking hold the last evaluation only.
-      values = [r.get(key, r['clean']) for r in runs]
-      if None in values:  # a text run's attacks: not run
+      values = [r.get(key, r['clean'] if key == 'clean_best' else None) for r in runs]
+      if None in values:  # a text run's attacks, or AutoAttack: not run
         row[key] = None
         continue
       values = np.array(values)
@@ -114,20 +141,35 @@ def _mean_std(pair, seeds: int, scale: float, digits: int) -> str:
   return f'{mean} ± {scale * pair[1]:.{digits}f}' if seeds > 1 else mean
 
 
+def _attack_columns(rows) -> list[tuple[str, str]]:
+  """(record key, name) of the attack columns; AutoAttack's only where some run has it."""
+  columns = [('fgsm', 'FGSM'), ('pgd', f'PGD-{_PGD_STEPS.value}')]
+  if any(row['autoattack'] is not None for row in rows):
+    columns.append(('autoattack', 'AutoAttack'))
+  return columns
+
+
 def markdown(rows, attack_examples: int | None) -> str:
   """The table; `attack_examples`: images attacked per image run (None when all runs are text)."""
-  lines = [f'| config | seeds | epochs | clean, last | clean, best evaluation | '
-           f'FGSM ε={_EPSILON.value} | PGD-{_PGD_STEPS.value} ε={_EPSILON.value} | '
-           'train time per run (s) |', '|---|---|---|---|---|---|---|---|']
+  columns = _attack_columns(rows)
+  lines = ['| config | seeds | epochs | clean, last | clean, best evaluation | '
+           + ''.join(f'{name} ε={_EPSILON.value} | ' for _, name in columns)
+           + 'train time per run (s) |', '|---' * (6 + len(columns)) + '|']
   for row in rows:
     pct = lambda key, row=row: _mean_std(row[key], row['seeds'], 100, 2)
     lines.append(f'| {row["config"]} | {row["seeds"]} | {row["epochs"]:g} | {pct("clean")} | '
-                 f'{pct("clean_best")} | {pct("fgsm")} | {pct("pgd")} | '
-                 f'{_mean_std(row["train_seconds"], row["seeds"], 1, 0)} |')
-  attacks = (f'FGSM / PGD (L∞, random start, step ε/4) on the first {attack_examples} test '
-             'images.' if attack_examples is not None else 'no attacks.')
+                 f'{pct("clean_best")} | ' + ''.join(f'{pct(key)} | ' for key, _ in columns)
+                 + f'{_mean_std(row["train_seconds"], row["seeds"], 1, 0)} |')
+  names = ' / '.join(name for _, name in columns)
+  attacks = (f'{names} (L∞; FGSM one step of ε, PGD from a random start with step ε/4'
+             + ('; AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square, accuracy after all four'
+                if len(columns) > 2 else '')
+             + f') on the first {attack_examples} test images.' if attack_examples is not None
+             else 'no attacks.')
   if any(row['pgd'] is None for row in rows):
     attacks += ' —: text data, clean accuracy only (no pixels to attack).'
+  elif len(columns) > 2 and any(row['autoattack'] is None for row in rows):
+    attacks += ' —: AutoAttack not run for every seed of that config.'
   return '\n'.join(lines) + (
       '\n\nAccuracy (%) as mean ± std over seeds; clean on the full test set after the last '
       'epoch and at the best evaluation (the AMP code reports the best epoch), ' + attacks)
@@ -139,15 +181,17 @@ def bar_plot(rows, path: str) -> None:
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   figure, axes = plt.subplots(figsize=(max(6, 1.4 * len(rows)), 4))
   positions = np.arange(len(rows))
-  for offset, (key, label) in enumerate((('clean', 'clean'), ('fgsm', 'FGSM'),
-                                         ('pgd', f'PGD-{_PGD_STEPS.value}'))):
+  bars = [('clean', 'clean'), *_attack_columns(rows)]
+  width = 0.8 / len(bars)
+  for offset, (key, label) in enumerate(bars):
     pairs = [r[key] or (np.nan, np.nan) for r in rows]  # no bar for a text run's attacks
-    axes.bar(positions + (offset - 1) * 0.27, [100 * mean for mean, _ in pairs], 0.27,
+    axes.bar(positions + (offset - (len(bars) - 1) / 2) * width,
+             [100 * mean for mean, _ in pairs], width,
              yerr=[100 * std for _, std in pairs], label=label, capsize=3)
   axes.set_xticks(positions, [r['config'] for r in rows], rotation=20, ha='right')
   axes.set_ylabel('accuracy (%)')
   axes.set_ylim(0, 110)
-  axes.legend(ncol=3, loc='upper center')
+  axes.legend(ncol=len(bars), loc='upper center')
   axes.set_title(f'L∞ ε = {_EPSILON.value}, mean ± std over seeds')
   figure.tight_layout()
   figure.savefig(path, dpi=120)

@@ -7,7 +7,7 @@ import pytest
 from robust_jax import attacks, config_defaults, robustness
 from robust_jax.attacks import attack_losses
 from robust_jax.attacks.apgd import start_point
-from robust_jax.attacks.autoattack import accuracy_after_each, run_sequence
+from robust_jax.attacks.autoattack import _chunk_sizes, accuracy_after_each, run_sequence
 
 NUM_CLASSES, DIM = 10, 12
 TINY = attacks.AutoAttackSettings(apgd_steps=2, num_target_classes=2, fab_steps=2,
@@ -142,6 +142,23 @@ def test_sequence_attacks_only_the_still_robust_and_keeps_the_first_break():
   assert list(result.seconds) == ['a', 'b']
   assert accuracy_after_each(result.broken_by, ('clean', 'a', 'b')) == {
       'clean': 18 / N, 'a': 15 / N, 'b': 13 / N}
+
+
+def test_chunks_are_padded_by_less_than_an_eighth_to_few_sizes():
+  assert _chunk_sizes(1000, 500, 1) == [(500, 500), (500, 500)]
+  assert _chunk_sizes(24, 500, 1) == [(24, 24)]  # was padded to 64: 2.7× the work
+  assert _chunk_sizes(37, 500, 1) == [(37, 40)]
+  assert _chunk_sizes(700, 500, 8) == [(504, 504), (196, 208)]  # multiples of the devices
+  assert _chunk_sizes(499, 500, 8) == [(499, 504)]
+  for multiple in (1, 8):
+    padded_sizes = set()
+    for count in range(1, 501):
+      (examples, padded), = _chunk_sizes(count, 512, multiple)
+      per_device = -(-count // multiple)
+      assert examples == count and padded % multiple == 0
+      assert per_device * multiple <= padded <= per_device * multiple * 9 / 8
+      padded_sizes.add(padded)
+    assert len(padded_sizes) <= 16 + 8 * 5  # 1..16, then 8 per octave
 
 
 def test_accuracy_after_each_attack_on_hand_bookkeeping():
