@@ -6,12 +6,13 @@ r"""Trains a list of configs over several seeds, evaluates each, and writes a co
 
 Each (config, seed) trains in OUTPUT_DIR/<config>_<variant>/seed<k> (rerunning resumes and skips
 finished runs, refusing a finished run made with other epochs or attack settings; `--table_only`
-tabulates the finished ones and trains nothing), then is evaluated:
-clean accuracy on the full test set, FGSM and PGD-k (L∞, random start, step ε/4) accuracy on the
-first `--attack_examples` test images; with `--autoattack` also AutoAttack (standard: APGD-CE,
-APGD-T, FAB-T, Square; `robustness.evaluate_autoattack`) on the same images at the same ε, whose
+tabulates the finished ones and neither trains nor attacks), then is evaluated:
+clean accuracy on the full test set, FGSM (one step of ε) and PGD-k (L∞, random start, step ε/4)
+accuracy on the first `--attack_examples` test images; with `--autoattack` also AutoAttack
+(standard: APGD-CE, APGD-T, FAB-T, Square; `robustness.evaluate_autoattack`) on the same images at the same ε, whose
 column is the accuracy after the whole sequence (a finished run without it gets it on the next
-invocation; nothing retrains). Text datasets (token ids: no pixels to attack) get clean
+invocation; nothing retrains; a config whose seeds do not all have it shows the mean over those
+that do, with their count). Text datasets (token ids: no pixels to attack) get clean
 accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar in the plot).
 Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and `accuracy.png`
 (bar plot).
@@ -42,16 +43,15 @@ _ATTACK_EXAMPLES = flags.DEFINE_integer('attack_examples', 1000, 'Test images at
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'workdirs/compare', 'Where runs and tables go.')
 _AUTOATTACK = flags.DEFINE_bool('autoattack', False,
                                  'Also run the standard AutoAttack at ε: one more column.')
-_TABLE_ONLY = flags.DEFINE_bool('table_only', False,
-                                'Write the table from the finished runs only; train nothing.')
+_TABLE_ONLY = flags.DEFINE_bool(
+    'table_only', False, 'Write the table from the finished runs only; train and attack nothing.')
 
 
 def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
   """Trains (or reuses) one run and returns its row of the table."""
   record_path = os.path.join(workdir, 'compare.json')
   if os.path.exists(record_path):
-    with open(record_path) as f:
-      record = _check_reusable(json.load(f), record_path)
+    record = load_record(record_path)
     if _AUTOATTACK.value and record['fgsm'] is not None and record.get('autoattack') is None:
       add_autoattack(record, workdir)
       json_utils.dump(record, record_path)
@@ -103,6 +103,11 @@ def add_autoattack(record: dict, workdir: str) -> None:
   record['warnings'] = record['warnings'] + results['warnings']
 
 
+def load_record(path: str) -> dict:
+  with open(path) as f:
+    return _check_reusable(json.load(f), path)
+
+
 def _check_reusable(record: dict, path: str) -> dict:
   """Returns a finished run's record, or raises if it was made with other settings (attack
   settings are None in the records of text runs, which were not attacked)."""
@@ -117,6 +122,8 @@ def _check_reusable(record: dict, path: str) -> dict:
 
 
 def summarise(records: list[dict]) -> list[dict]:
+  """One row per config: (mean, std) over its seeds per column, None where no seed has a value.
+  AutoAttack, the costliest column, may cover only some seeds: 'autoattack_seeds' counts them."""
   rows = []
   for name in dict.fromkeys(r['config'] for r in records):
     runs = [r for r in records if r['config'] == name]
@@ -124,11 +131,14 @@ def summarise(records: list[dict]) -> list[dict]:
     for key in ('clean', 'clean_best', 'fgsm', 'pgd', 'autoattack', 'train_seconds'):
       # Records made before best-epoch tracking hold the last evaluation only.
       values = [r.get(key, r['clean'] if key == 'clean_best' else None) for r in runs]
-      if None in values:  # a text run's attacks, or AutoAttack: not run
+      if key == 'autoattack':
+        values = [value for value in values if value is not None]
+        row['autoattack_seeds'] = len(values)
+      if not values or None in values:  # a text run's attacks, or AutoAttack: not run
         row[key] = None
         continue
       values = np.array(values)
-      row[key] = (float(values.mean()), float(values.std(ddof=1)) if len(runs) > 1 else 0.0)
+      row[key] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0)
     rows.append(row)
   return rows
 
@@ -156,7 +166,12 @@ def markdown(rows, attack_examples: int | None) -> str:
            + ''.join(f'{name} ε={_EPSILON.value} | ' for _, name in columns)
            + 'train time per run (s) |', '|---' * (6 + len(columns)) + '|']
   for row in rows:
-    pct = lambda key, row=row: _mean_std(row[key], row['seeds'], 100, 2)
+    def pct(key, row=row):
+      seeds = row['autoattack_seeds'] if key == 'autoattack' else row['seeds']
+      partial = key == 'autoattack' and 0 < seeds < row['seeds']
+      return _mean_std(row[key], seeds, 100, 2) + (
+          f' ({seeds} of {row["seeds"]} seeds)' if partial else '')
+
     lines.append(f'| {row["config"]} | {row["seeds"]} | {row["epochs"]:g} | {pct("clean")} | '
                  f'{pct("clean_best")} | ' + ''.join(f'{pct(key)} | ' for key, _ in columns)
                  + f'{_mean_std(row["train_seconds"], row["seeds"], 1, 0)} |')
@@ -169,7 +184,7 @@ def markdown(rows, attack_examples: int | None) -> str:
   if any(row['pgd'] is None for row in rows):
     attacks += ' —: text data, clean accuracy only (no pixels to attack).'
   elif len(columns) > 2 and any(row['autoattack'] is None for row in rows):
-    attacks += ' —: AutoAttack not run for every seed of that config.'
+    attacks += ' —: AutoAttack not run for that config.'
   return '\n'.join(lines) + (
       '\n\nAccuracy (%) as mean ± std over seeds; clean on the full test set after the last '
       'epoch and at the best evaluation (the AMP code reports the best epoch), ' + attacks)
@@ -207,7 +222,10 @@ def main(argv):
   for seed in _SEEDS.value:  # seeds outermost: a stopped run still covers every config
     for spec in _CONFIGS.value:
       workdir = os.path.join(_OUTPUT_DIR.value, config_name(spec), f'seed{seed}')
-      if _TABLE_ONLY.value and not os.path.exists(os.path.join(workdir, 'compare.json')):
+      record_path = os.path.join(workdir, 'compare.json')
+      if _TABLE_ONLY.value:  # neither trains nor attacks
+        if os.path.exists(record_path):
+          records.append(load_record(record_path))
         continue
       records.append(train_and_attack(spec, int(seed), workdir))
       print(json.dumps(records[-1]), flush=True)

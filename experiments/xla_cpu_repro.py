@@ -1,7 +1,8 @@
 r"""Standalone reproduction of what XLA:CPU runs slowly in a small CNN's forward+backward
 (robust_jax issue #15; findings in `experiments/xla_cpu_profile.md`). Needs only jax and numpy.
 
-    python experiments/xla_cpu_repro.py [--reps=10] [--sections=pool,conv,model,precision,widths]
+    python experiments/xla_cpu_repro.py [--reps=10]
+        [--sections=pool,conv,input_conv,model,precision,widths]
         [--flag_variants]    # also reruns conv and model in subprocesses under other XLA_FLAGS
 
 Per-op timings under `jax.jit`, batch 128, float32, NHWC: the median and the minimum over `--reps`
@@ -17,6 +18,10 @@ dense 256 -> ReLU -> dense 10 (cross-entropy):
   weight gradient as JAX's transpose rules emit them, the weight gradient also as the same
   convolution with NCHW / 'CHWN' physical layouts, as 9 shifted matmuls and as patches + einsum.
   All have the forward's 0.92 GFLOP; GFLOP/s is printed.
+* input_conv: the first conv, (128, 28, 28, 1) * (3, 3, 1, 32) SAME: its input gradient (what
+  every attack needs) as JAX's transpose rule emits it, a convolution with 1 output channel,
+  against the same linear map written as image patches and a matmul, whose transpose is a
+  matmul and 9 shifted adds (`robust_jax/models/input_conv.py`).
 * model: the whole loss forward+backward (parameter gradients) with either pool;
   precision: the same under each `jax.default_matmul_precision`; widths: other conv widths and
   hidden sizes.
@@ -203,6 +208,36 @@ def section_model(rng, reps):
            params, images, labels, reps=reps)
 
 
+def patches_conv(x, w):
+  """conv(x, w) 3×3 SAME as patches (B, H, W, 9·C) @ w (9·C, O): 9 shifted slices, one matmul."""
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  h, w_ = x.shape[1:3]
+  patches = jnp.concatenate([padded[:, i:i + h, j:j + w_] for i in range(3) for j in range(3)], -1)
+  return patches @ w.reshape(-1, w.shape[-1])
+
+
+def section_input_conv(rng, reps):
+  x = jnp.asarray(rng.uniform(size=(BATCH, 28, 28, 1)).astype(np.float32))
+  w = jnp.asarray(rng.standard_normal((3, 3, 1, 32), np.float32) / 3.0)
+  ct = jnp.asarray(rng.standard_normal((BATCH, 28, 28, 32), np.float32))
+  input_gradient = lambda conv_fn: (lambda w, ct: jax.vjp(lambda x: conv_fn(x, w), x)[1](ct)[0])
+  np.testing.assert_allclose(jax.jit(input_gradient(patches_conv))(w, ct),
+                             jax.jit(input_gradient(conv))(w, ct), rtol=1e-4, atol=1e-4)
+  flop = 2 * BATCH * 28 * 28 * 32 * 9
+  header('first conv 3x3 SAME, (128, 28, 28, 1) -> 32 channels')
+  report('forward (NHWC, HWIO)', conv, x, w, reps=reps, flop=flop)
+  report('input gradient (JAX rule: a conv with 1 output channel)',
+         input_gradient(conv), w, ct, reps=reps, flop=flop)
+  report('input gradient, patches form (matmul + 9 shifted adds)',
+         input_gradient(patches_conv), w, ct, reps=reps, flop=flop)
+  block = lambda conv_fn: (lambda x, w: reshape_pool(jax.nn.relu(conv_fn(x, w))))
+  pooled_ct = ct[:, ::2, ::2]
+  for name, conv_fn in (('JAX rule', conv), ('patches form', patches_conv)):
+    report(f'conv -> ReLU -> max-pool, input gradient, {name}',
+           lambda w, ct, conv_fn=conv_fn: jax.vjp(lambda x: block(conv_fn)(x, w), x)[1](ct)[0],
+           w, pooled_ct, reps=reps, flop=flop)
+
+
 def section_precision(rng, reps):
   params, (images, labels) = cnn_params(rng), batch(rng)
   header('CNN forward+backward, reduce_window pool, by default_matmul_precision')
@@ -222,7 +257,8 @@ def section_widths(rng, reps):
            cnn_params(rng, widths, hidden), images, labels, reps=reps)
 
 
-SECTIONS = {'pool': section_pool, 'conv': section_conv, 'model': section_model,
+SECTIONS = {'pool': section_pool, 'conv': section_conv, 'input_conv': section_input_conv,
+            'model': section_model,
             'precision': section_precision, 'widths': section_widths}
 
 

@@ -1,9 +1,24 @@
 """Small datasets and configs shared by the tests."""
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from robust_jax import config_defaults
+
+
+def linear_problem(num_classes: int, num_images: int = 16, seed: int = 0):
+  """A linear softmax model, logits = x W + b on flattened (2, 2, 3) images, for closed forms.
+
+  Returns (logits_fn, W (12, C), images (N, 2, 2, 3) float32 in (0.1, 0.9), random labels (N,)).
+  """
+  rng = np.random.default_rng(seed)
+  weights = jnp.asarray(rng.normal(size=(12, num_classes)), jnp.float32)
+  bias = jnp.asarray(rng.normal(size=num_classes), jnp.float32)
+  images = jnp.asarray(rng.uniform(0.1, 0.9, size=(num_images, 2, 2, 3)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, num_classes, num_images), jnp.int32)
+  logits_fn = lambda x: x.reshape(x.shape[0], -1) @ weights + bias
+  return logits_fn, weights, images, labels
 
 
 def quadrant_images(num: int, seed: int, size: int = 28, channels: int = 1):

@@ -8,20 +8,15 @@ import pytest
 from robust_jax import attacks
 from robust_jax.attacks.apgd import checkpoint_schedule
 from robust_jax.attacks import attack_losses
+from tests import helpers
 
-NUM_CLASSES, DIM = 4, 12
+NUM_CLASSES = 4
 
 
 @pytest.fixture(scope='module')
 def linear_problem():
-  """logits = x W + b on flattened (2, 2, 3) images; clean points inside (0.1, 0.9)."""
-  rng = np.random.default_rng(0)
-  weights = jnp.asarray(rng.normal(size=(DIM, NUM_CLASSES)), jnp.float32)
-  bias = jnp.asarray(rng.normal(size=NUM_CLASSES), jnp.float32)
-  images = jnp.asarray(rng.uniform(0.1, 0.9, size=(16, 2, 2, 3)), jnp.float32)
-  labels = jnp.asarray(rng.integers(0, NUM_CLASSES, 16), jnp.int32)
-  logits_fn = lambda x: x.reshape(x.shape[0], -1) @ weights + bias
-  return logits_fn, weights, images, labels
+  """(logits_fn, W, images in (0.1, 0.9), random labels): `helpers.linear_problem`."""
+  return helpers.linear_problem(NUM_CLASSES)
 
 
 def _analytic_input_gradient(logits_fn, weights, images, labels):

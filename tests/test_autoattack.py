@@ -8,20 +8,17 @@ from robust_jax import attacks, config_defaults, robustness
 from robust_jax.attacks import attack_losses
 from robust_jax.attacks.apgd import start_point
 from robust_jax.attacks.autoattack import _chunk_sizes, accuracy_after_each, run_sequence
+from tests import helpers
 
-NUM_CLASSES, DIM = 10, 12
+NUM_CLASSES = 10
 TINY = attacks.AutoAttackSettings(apgd_steps=2, num_target_classes=2, fab_steps=2,
                                   square_queries=4, eot_samples=2)
 
 
 @pytest.fixture(scope='module')
 def linear_problem():
-  """logits = x W + b on flattened (2, 2, 3) images in (0.1, 0.9), 10 classes."""
-  rng = np.random.default_rng(0)
-  weights = jnp.asarray(rng.normal(size=(DIM, NUM_CLASSES)), jnp.float32)
-  bias = jnp.asarray(rng.normal(size=NUM_CLASSES), jnp.float32)
-  images = jnp.asarray(rng.uniform(0.1, 0.9, size=(16, 2, 2, 3)), jnp.float32)
-  logits_fn = lambda x: x.reshape(x.shape[0], -1) @ weights + bias
+  """(logits_fn, images, the model's own predictions as labels): `helpers.linear_problem`."""
+  logits_fn, _, images, _ = helpers.linear_problem(NUM_CLASSES)
   return logits_fn, images, jnp.argmax(logits_fn(images), -1)
 
 
