@@ -9,11 +9,11 @@ finished runs, refusing a finished run made with other epochs or attack settings
 tabulates the finished ones and neither trains nor attacks), then is evaluated:
 clean accuracy on the full test set, FGSM (one step of ε) and PGD-k (L∞, random start, step ε/4)
 accuracy on the first `--attack_examples` test images; with `--autoattack` also AutoAttack
-(standard: APGD-CE, APGD-T, FAB-T, Square; `robustness.evaluate_autoattack`) on the same images at the same ε, whose
-column is the accuracy after the whole sequence (a finished run without it gets it on the next
-invocation; nothing retrains; a config whose seeds do not all have it shows the mean over those
-that do, with their count). Text datasets (token ids: no pixels to attack) get clean
-accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar in the plot).
+(standard: APGD-CE, APGD-T, FAB-T, Square; `robustness.evaluate_autoattack`) on the same images
+at the same ε, whose column is the accuracy after the whole sequence (a finished run without it
+gets it on the next invocation; nothing retrains; a config whose seeds do not all have it shows
+the mean over those that do, with their count). Text datasets (token ids: no pixels to attack)
+get clean accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar in the plot).
 Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and `accuracy.png`
 (bar plot).
 """
