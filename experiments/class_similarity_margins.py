@@ -5,7 +5,8 @@ r"""Why class-similarity targets leave the CNN weaker against PGD than ERM at eq
         [--num_examples=1000] [--epsilon=0.1] [--output=margins.json]
 
 For each trained workdir, on its first N test images: the clean logit margin z_y - max_{j≠y} z_j
-of the correctly classified ones (median and quartiles), the margin the targets themselves ask for
+of the correctly classified ones (quartiles), the L∞ distance to the linearised boundary with the
+runner-up class, margin / ‖∇_x margin‖₁ (quartiles), the margin the targets themselves ask for
 (log S[y, y] / max_{j≠y} S[y, j] with S = (1 - α) I + α S̃ from the class-similarity config; ERM's
 one-hot target asks for an unbounded one), FGSM and PGD-20 accuracy (L∞ ε, step ε/4, random
 start) and where PGD sends the examples it breaks: the share landing on the class S̃ ranks most
@@ -45,6 +46,18 @@ def margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
   return true - others.max(1)
 
 
+def linear_distance(logits_fn, images, labels, others):
+  """(N,) L∞ distance to the linearised boundary with class `others`: (z_y - z_o) / ‖∇_x(z_y -
+  z_o)‖₁ at the clean images (FAB's step; what one FGSM step of that size would cross)."""
+  def gap(x):
+    logits = logits_fn(x)
+    return (jnp.take_along_axis(logits, labels[:, None], 1)
+            - jnp.take_along_axis(logits, others[:, None], 1))[:, 0]
+  values, pullback = jax.vjp(gap, images)
+  gradient = pullback(jnp.ones_like(values))[0].reshape(len(values), -1)
+  return values / jnp.sum(jnp.abs(gradient), -1)
+
+
 def target_margins(config, num_classes: int) -> np.ndarray | None:
   """(C,) log S[y, y] - log max_{j≠y} S[y, j] of the run's targets; None for one-hot targets."""
   if config.targets.name != 'class_similarity':
@@ -70,12 +83,17 @@ def analyse(workdir: str, similarity: np.ndarray, num_examples: int, epsilon: fl
   pgd = np.asarray(logits_fn(attack(step_size=epsilon / 4, num_steps=20,
                                     random_start=True))).argmax(1)
   broken = correct & (pgd != labels)
+  runner_up = np.where(np.eye(clean.shape[1], dtype=bool)[labels], -np.inf, clean).argmax(1)
+  distance = np.asarray(linear_distance(logits_fn, images, jnp.asarray(labels),
+                                        jnp.asarray(runner_up)))
   most_similar = similarity.argmax(1)[labels]
   targets = target_margins(config, clean.shape[1])
   return {
       'workdir': workdir, 'targets': config.targets.name, 'clean': float(correct.mean()),
       'fgsm': float((fgsm == labels).mean()), 'pgd20': float((pgd == labels).mean()),
       'margin_quartiles': [float(q) for q in np.percentile(margin[correct], [25, 50, 75])],
+      'linear_distance_quartiles': [float(q) for q in
+                                    np.percentile(distance[correct], [25, 50, 75])],
       'target_margin_mean': None if targets is None else float(targets[labels].mean()),
       'pgd_broken': int(broken.sum()),
       'pgd_to_most_similar': float((pgd[broken] == most_similar[broken]).mean()),
@@ -87,13 +105,14 @@ def main(argv):
   similarity = np.load(_MATRIX.value)
   rows = [analyse(w, similarity, _NUM_EXAMPLES.value, _EPSILON.value) for w in _WORKDIRS.value]
   print('| run | targets | clean | FGSM | PGD-20 | clean margin, quartiles | target margin | '
-        'PGD breaks | to the most similar class |')
-  print('|---|---|---|---|---|---|---|---|---|')
+        'linearised L∞ distance, quartiles | PGD breaks | to the most similar class |')
+  print('|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     target = '∞' if r['target_margin_mean'] is None else f'{r["target_margin_mean"]:.2f}'
     print(f'| {r["workdir"]} | {r["targets"]} | {100 * r["clean"]:.1f} | {100 * r["fgsm"]:.1f} | '
           f'{100 * r["pgd20"]:.1f} | ' + ' / '.join(f'{q:.2f}' for q in r['margin_quartiles'])
-          + f' | {target} | {r["pgd_broken"]} | {100 * r["pgd_to_most_similar"]:.0f} % |')
+          + f' | {target} | ' + ' / '.join(f'{q:.3f}' for q in r['linear_distance_quartiles'])
+          + f' | {r["pgd_broken"]} | {100 * r["pgd_to_most_similar"]:.0f} % |')
   if _OUTPUT.value:
     json_utils.dump({'epsilon': _EPSILON.value, 'num_examples': _NUM_EXAMPLES.value,
                      'runs': rows}, _OUTPUT.value)

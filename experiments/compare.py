@@ -13,9 +13,9 @@ accuracy on the first `--attack_examples` test images; with `--autoattack` also 
 at the same ε, whose column is the accuracy after the whole sequence (a finished run without it
 gets it on the next invocation; nothing retrains; a config whose seeds do not all have it shows
 the mean over those that do, with their count). Text datasets (token ids: no pixels to attack)
-get clean accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar in the plot).
-Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and `accuracy.png`
-(bar plot).
+get clean accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar
+in the plot). Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and
+`accuracy.png` (bar plot).
 """
 from __future__ import annotations
 
