@@ -200,9 +200,11 @@ def bar_plot(rows, path: str) -> None:
   width = 0.8 / len(bars)
   for offset, (key, label) in enumerate(bars):
     pairs = [r[key] or (np.nan, np.nan) for r in rows]  # no bar for a text run's attacks
+    seeds = [r['autoattack_seeds'] if key == 'autoattack' else r['seeds'] for r in rows]
     axes.bar(positions + (offset - (len(bars) - 1) / 2) * width,
              [100 * mean for mean, _ in pairs], width,
-             yerr=[100 * std for _, std in pairs], label=label, capsize=3)
+             yerr=[100 * std if n > 1 else np.nan for (_, std), n in zip(pairs, seeds)],
+             label=label, capsize=3)  # no error bar from a single seed
   axes.set_xticks(positions, [r['config'] for r in rows], rotation=20, ha='right')
   axes.set_ylabel('accuracy (%)')
   axes.set_ylim(0, 110)
