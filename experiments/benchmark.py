@@ -10,7 +10,8 @@ config overrides (`robust_jax/config_overrides.py`, 'KEY.PATH=VALUE', comma-sepa
 config; `--no_augment` times the steps without the data augmentation (uint8 -> [0, 1] only).
 
 Both JAX steps train the same model with the same objective and optimizer on synthetic data of the
-dataset's shape (uint8 images on the device, sharded like training batches). Each round times
+dataset's shape (uint8 images, or for text token ids of random lengths between half and all of
+`max_length`, on the device, sharded like training batches). Each round times
 `--steps` steps of each step in turn, the order reversed every other round, so machine noise and
 order hit all alike. Reported, after compilation: each step's median time over rounds, and each
 ratio of two steps as the median of the per-round ratios (paired, so a slow round cancels). Prints
@@ -121,6 +122,15 @@ def _pytorch_runner(config, spec, images: np.ndarray, labels: np.ndarray, augmen
   return lambda: step(torch_images, torch_labels), lambda loss: loss.item(), info
 
 
+def _synthetic_tokens(rng: np.random.Generator, batch_size: int, spec) -> np.ndarray:
+  """int32 token ids (B, max_length): lengths uniform in [max_length / 2, max_length], ids
+  uniform over the vocabulary's words (not <pad> = 0, <unk> = 1), <pad> after each length."""
+  max_length = spec.image_shape[0]
+  lengths = rng.integers(max(max_length // 2, 1), max_length + 1, batch_size)
+  tokens = rng.integers(2, spec.vocab_size, (batch_size, max_length)).astype(np.int32)
+  return np.where(np.arange(max_length) < lengths[:, None], tokens, 0).astype(np.int32)
+
+
 def benchmark(config, rounds: int, steps: int, *, augment: bool = True, pytorch: bool = False,
               torch_channels_last: bool = False, torch_compile: bool = False) -> dict:
   validation.validate_config(config)
@@ -130,10 +140,12 @@ def benchmark(config, rounds: int, steps: int, *, augment: bool = True, pytorch:
   model = build_model(config.model, spec, objectives.build_feature_transforms(config),
                       compute_dtype=config.train.compute_dtype)
   optimizer, _ = optim.make_optimizer(config.optimizer, 100, 10_000)
-  augment_fn = data.augment_fn_for(config.dataset) if augment else pipeline.make_augment_fn(
-      'none', 0)
+  text = spec.modality == 'text'
+  augment_fn = (data.augment_fn_for(config.dataset) if augment or text  # text: the identity
+                else pipeline.make_augment_fn('none', 0))
   rng = np.random.default_rng(0)
-  host_batch = {'image': rng.integers(0, 256, (batch_size, *spec.image_shape), np.uint8),
+  host_batch = {'image': _synthetic_tokens(rng, batch_size, spec) if text else
+                rng.integers(0, 256, (batch_size, *spec.image_shape), np.uint8),
                 'label': rng.integers(0, spec.num_classes, batch_size).astype(np.int32)}
   batch = jax.device_put(host_batch, sharding.batch_sharded(mesh))
   replicated = sharding.replicated(mesh)

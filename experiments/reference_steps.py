@@ -15,13 +15,18 @@ and these give the same numbers with the same keys:
                  fold_in(pass key, t); example b's input mask fold_in(input mask key, b); the i-th
                  attacked tensor's mask fold_in(weight mask key, i)
   MDL            split K -> one key per sub-network
+  embedding FGM / PGD (text)  objective key split 3 -> (attack pass, clean pass, adversarial
+                 pass); attack step t uses fold_in(attack pass key, t)
+  DropAttack on text  the input term perturbs the embedding table like a weight tensor: its mask
+                 fold_in(input mask key, i) for the i-th table, passes fold_in(input pass key, t)
 
 `objective(config, module, num_classes)` returns
     loss_and_grads(params, model_state, images, labels, key) -> (loss, grads, new_model_state)
-for float images (B, H, W, C) in [0, 1]; `train_step(...)` wraps it into
+for float images (B, H, W, C) in [0, 1] or token ids (B, L); `train_step(...)` wraps it into
     step(params, model_state, opt_state, images_uint8, labels, key)
         -> (params, model_state, opt_state, loss)
-Supported: every objective section combination the shipped configs use, L∞ attacks only.
+Supported: every objective section combination the shipped configs use, L∞ attacks only; on
+text ERM, AMP, 'dropattack_embedding' and the embedding FGM / PGD adversaries.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import traverse_util
+
+from robust_jax.models import PerturbedTokens  # a text model's input type, no computation
 
 
 def _forward(module, params, model_state, x, key, train=True):
@@ -192,19 +199,29 @@ def _unit(direction, axes=None):
   return jnp.where(norm > 0, direction / jnp.where(norm > 0, norm, 1.0), 0.0)
 
 
-def _dropattack(data_loss, section):
-  """Clean term + K masked input-attack terms / K + K masked weight-attack terms / K (papers.md 2.5)."""
+def _dropattack(data_loss, section, input_paths=()):
+  """Clean term + K masked input-attack terms / K + K masked weight-attack terms / K
+  (papers.md 2.5). With `input_paths` (text, 'dropattack_embedding') the input term perturbs
+  those parameter tensors (the embedding table) like weight tensors, with ε = input_epsilon,
+  instead of the inputs.
+  """
   k = section.num_steps
+  perturbs_inputs = section.attack_input and not input_paths
 
   def loss_and_grads(params, model_state, x, labels, key):
     clean_key, input_mask_key, input_pass_key, weight_mask_key, weight_pass_key = (
         jax.random.split(key, 5))
     both = jax.value_and_grad(lambda p, z, s, pass_key: data_loss(p, s, z, labels, pass_key),
                               argnums=(0, 1), has_aux=True)
+    params_only = jax.value_and_grad(lambda p, s, pass_key: data_loss(p, s, x, labels, pass_key),
+                                     has_aux=True)
     add_scaled = lambda a, b: jax.tree.map(lambda u, v: u + v / k, a, b)
-    (loss, model_state), (clean_grads, input_grad) = both(params, x, model_state, clean_key)
+    if perturbs_inputs:
+      (loss, model_state), (clean_grads, input_grad) = both(params, x, model_state, clean_key)
+    else:
+      (loss, model_state), clean_grads = params_only(params, model_state, clean_key)
     total_loss, total_grads = loss, clean_grads
-    if section.attack_input:
+    if perturbs_inputs:
       mask = jnp.stack([jax.random.bernoulli(jax.random.fold_in(input_mask_key, b),
                                              section.attack_probability, x.shape[1:])
                         for b in range(x.shape[0])])
@@ -216,15 +233,15 @@ def _dropattack(data_loss, section):
             params, x + perturbation, model_state, jax.random.fold_in(input_pass_key, t))
         direction = direction + step_input_grad / k
         total_loss, total_grads = total_loss + loss / k, add_scaled(total_grads, grads)
-    if section.attack_weights:
+
+    def tensor_term(paths, epsilon, relative, mask_key, pass_key, total_loss, total_grads,
+                    model_state):
       flat = traverse_util.flatten_dict(params, sep='/')
       flat_clean = traverse_util.flatten_dict(clean_grads, sep='/')
-      paths = section.weight_paths
-      masks = {p: jax.random.bernoulli(jax.random.fold_in(weight_mask_key, i),
+      masks = {p: jax.random.bernoulli(jax.random.fold_in(mask_key, i),
                                        section.attack_probability, flat[p].shape)
                for i, p in enumerate(paths)}
-      epsilons = {p: section.weight_epsilon * (jnp.sqrt(jnp.sum(flat[p] ** 2))
-                                               if section.weight_epsilon_relative else 1.0)
+      epsilons = {p: epsilon * (jnp.sqrt(jnp.sum(flat[p] ** 2)) if relative else 1.0)
                   for p in paths}
       perturbations = {p: jnp.zeros_like(flat[p]) for p in paths}
       directions = {p: flat_clean[p] for p in paths}
@@ -233,13 +250,51 @@ def _dropattack(data_loss, section):
                          for p in paths}
         perturbed = traverse_util.unflatten_dict(
             {**flat, **{p: flat[p] + perturbations[p] for p in paths}}, sep='/')
-        (loss, model_state), (grads, _) = both(perturbed, x, model_state,
-                                               jax.random.fold_in(weight_pass_key, t))
+        (loss, model_state), grads = params_only(perturbed, model_state,
+                                                 jax.random.fold_in(pass_key, t))
         flat_grads = traverse_util.flatten_dict(grads, sep='/')
         directions = {p: directions[p] + flat_grads[p] / k for p in paths}
         total_loss, total_grads = total_loss + loss / k, add_scaled(total_grads, grads)
+      return total_loss, total_grads, model_state
+
+    if section.attack_input and input_paths:
+      total_loss, total_grads, model_state = tensor_term(
+          input_paths, section.input_epsilon, False, input_mask_key, input_pass_key, total_loss,
+          total_grads, model_state)
+    if section.attack_weights:
+      total_loss, total_grads, model_state = tensor_term(
+          section.weight_paths, section.weight_epsilon, section.weight_epsilon_relative,
+          weight_mask_key, weight_pass_key, total_loss, total_grads, model_state)
     return total_loss, total_grads, model_state
   return loss_and_grads
+
+
+def _embedding_adversary(module, data_loss, section, step_size, num_steps):
+  """Text FGM (one step of ε) / L2 PGD on each example's embedded sequence from δ = 0, then the
+  data loss at e(x) + δ (+ the clean loss)."""
+
+  def loss(params, model_state, tokens, labels, key):
+    attack_key, clean_key, adversarial_key = jax.random.split(key, 3)
+    frozen = jax.lax.stop_gradient(params)
+    per_example = lambda v: jnp.sqrt(jnp.sum(v * v, axis=(1, 2), keepdims=True))
+
+    def attack_loss(delta, t):
+      return data_loss(frozen, model_state, PerturbedTokens(tokens, delta), labels,
+                       jax.random.fold_in(attack_key, t))[0]
+
+    delta = jnp.zeros((*tokens.shape, module.embedding_size))
+    for t in range(num_steps):
+      gradient = jax.grad(attack_loss)(delta, t)
+      delta = delta + step_size * gradient / (per_example(gradient) + 1e-12)
+      delta = delta * jnp.minimum(1.0, section.epsilon / (per_example(delta) + 1e-12))
+    perturbed = PerturbedTokens(tokens, jax.lax.stop_gradient(delta))
+    if not section.include_clean:
+      return data_loss(params, model_state, perturbed, labels, adversarial_key)
+    clean_loss, model_state = data_loss(params, model_state, tokens, labels, clean_key)
+    adversarial_loss, model_state = data_loss(params, model_state, perturbed, labels,
+                                              adversarial_key)
+    return clean_loss + adversarial_loss, model_state
+  return loss
 
 
 def objective(config, module, num_classes: int):
@@ -253,13 +308,22 @@ def objective(config, module, num_classes: int):
     data_loss = _trades(module, targets, config.loss)
   else:
     raise NotImplementedError(f'no reference for loss {config.loss.name!r}')
-  if config.adversary.name != 'none':
-    data_loss = _adversarial(module, data_loss, config.adversary)
+  adversary = config.adversary
+  if adversary.name == 'embedding_fgm':
+    data_loss = _embedding_adversary(module, data_loss, adversary, adversary.epsilon, 1)
+  elif adversary.name == 'embedding_pgd':
+    data_loss = _embedding_adversary(module, data_loss, adversary, adversary.step_size,
+                                     adversary.num_steps)
+  elif adversary.name != 'none':
+    data_loss = _adversarial(module, data_loss, adversary)
   perturbation = config.weight_perturbation.name
   if perturbation == 'amp':
     return _amp(data_loss, config.weight_perturbation)
   if perturbation == 'dropattack':
     return _dropattack(data_loss, config.weight_perturbation)
+  if perturbation == 'dropattack_embedding':
+    return _dropattack(data_loss, config.weight_perturbation,
+                       tuple(config.weight_perturbation.input_paths))
   if perturbation != 'none':
     raise NotImplementedError(f'no reference for weight perturbation {perturbation!r}')
   return _plain(data_loss)

@@ -82,9 +82,12 @@ def test_only_the_cnns_first_layer_takes_the_patches_form():
   assert set(params) == {'Conv_0', 'Conv_1', 'Dense_0', 'Dense_1'}  # nn.Conv's parameters
   jaxpr = jax.make_jaxpr(lambda x: model.apply(params, state, x, train=False)[0])(
       jnp.ones((2, *spec.image_shape))).jaxpr
-  in_custom_jvp = [str(eqn.params['call_jaxpr']) for eqn in jaxpr.eqns
-                   if eqn.primitive.name == 'custom_jvp_call']
-  convolutions = [call for call in in_custom_jvp if 'conv_general_dilated' in call]
-  assert len(convolutions) == 1 and 'f32[2,28,28,1]' in convolutions[0]  # conv1, 1 channel
+  # conv1 is a `lax.platform_dependent` choice (a cond) whose CPU branch is the custom_jvp (the
+  # other conds are the max-pools').
+  choices = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == 'cond'
+             and 'conv_general_dilated' in str(eqn.params['branches'])]
+  assert len(choices) == 1 and choices[0].invars[1].aval.shape == (2, 28, 28, 1)  # conv1, 1 channel
+  branches = [str(branch) for branch in choices[0].params['branches']]
+  assert sum('custom_jvp_call' in branch for branch in branches) == 1
   outside = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == 'conv_general_dilated']
   assert len(outside) == 1 and outside[0].invars[0].aval.shape[-1] == 8  # conv2: XLA's own

@@ -4,10 +4,11 @@ The reference (`experiments/reference_steps.py`) is written without robust_jax's
 attacks or registries, and follows the library's documented randomness contract, so both must give
 the same numbers, step for step: the loss, the gradient, the new batch-norm statistics, the
 parameters and the optimizer state, over two full train steps (augmentation, per-step keys,
-dropout, feature masks, attack starts, DropAttack masks all lined up). The model has batch norm and
-dropout. The optimizer is SGD with momentum (which, unlike Adam, passes a wrong gradient scale on
-to the parameters): its momentum buffer after the first step is the gradient itself, so comparing
-optimizer states compares gradients.
+dropout, feature masks, attack starts, DropAttack masks all lined up). The image model has batch
+norm and dropout; the text cases train 2-layer GRUs / LSTMs and a TextCNN with dropout on token
+ids of random lengths. The optimizer is SGD with momentum (which, unlike Adam, passes a wrong
+gradient scale on to the parameters): its momentum buffer after the first step is the gradient
+itself, so comparing optimizer states compares gradients.
 """
 import chex
 import jax
@@ -17,7 +18,7 @@ import pytest
 from experiments import reference_steps
 from robust_jax import data, objectives, optim, sharding, train_state, train_step, validation
 from robust_jax.data import pipeline
-from robust_jax.models import build_model
+from robust_jax.models import MODELS, build_model
 from tests import helpers
 
 SPEC = data.SPECS['fashion_mnist']
@@ -122,24 +123,55 @@ CASES = {
 }
 
 
+def _text(model, **sections):
+  """A tiny text config (AG News shape: vocabulary 30, length 10, 4 classes) with `sections`."""
+  def build():
+    config = _base()
+    config.dataset.update(name='ag_news', source='csv', vocab_size=30, max_length=10)
+    config.model = MODELS.default_section('config.model.name', model) | dict(
+        embedding_size=5, **({'num_filters': 3, 'filter_widths': (2, 3)} if model == 'textcnn'
+                             else {'hidden_size': 4, 'num_layers': 2}))
+    for name, (component, overrides) in sections.items():
+      registry = objectives.SECTIONS[name]
+      config[name] = registry.default_section('', component) | overrides
+    return config
+  return build
+
+
+TEXT_CASES = {
+    'text_erm_gru': _text('gru'),
+    'text_erm_lstm': _text('lstm'),
+    'text_dropattack_k1_gru': _text('gru', weight_perturbation=('dropattack_embedding', {})),
+    'text_dropattack_k2_lstm_input_only': _text('lstm', weight_perturbation=(
+        'dropattack_embedding', {'num_steps': 2, 'attack_weights': False})),
+    'text_dropattack_k2_gru_two_tensors': _text('gru', weight_perturbation=(
+        'dropattack_embedding', {'num_steps': 2, 'attack_probability': 0.5,
+                                 'weight_paths': ('forward_0/input_kernel',
+                                                  'backward_1/cell/recurrent_kernel')})),
+    'text_fgm_gru': _text('gru', adversary=('embedding_fgm', {})),
+    'text_fgm_without_clean_lstm': _text('lstm', adversary=('embedding_fgm',
+                                                            {'include_clean': False})),
+    'text_pgd_gru': _text('gru', adversary=('embedding_pgd', {'num_steps': 2})),
+    'text_amp_textcnn': _text('textcnn', weight_perturbation=(
+        'amp', {'epsilon': 1.0, 'inner_lr': 0.1, 'inner_grad_clip': 50.0})),
+    'text_erm_textcnn_dropout': _text('textcnn'),
+}
+
+
 def _close(actual, expected):
   chex.assert_trees_all_close(actual, expected, rtol=2e-4, atol=2e-6)
 
 
-@pytest.mark.parametrize('name', sorted(CASES))
-def test_train_step_matches_hand_written_step(name, eight_devices):
-  config = CASES[name]()
+def _check_against_hand_written(config, spec, augment, images, labels, mesh):
+  """Two steps of the library's train step and of the hand-written one, compared."""
   validation.validate_config(config)
-  model = build_model(config.model, SPEC, objectives.build_feature_transforms(config))
+  model = build_model(config.model, spec, objectives.build_feature_transforms(config))
   optimizer, _ = optim.make_optimizer(config.optimizer, 10, 100)
-  augment = pipeline.make_augment_fn('crop_flip', 2)
-  mesh = sharding.make_mesh(eight_devices[:1])
-  state = train_state.init_train_state(model, optimizer, jax.random.key(0), SPEC.image_shape)
-  images, labels = helpers.quadrant_images(8, seed=3)
+  state = train_state.init_train_state(model, optimizer, jax.random.key(0), spec.image_shape)
   library_step = train_step.make_train_step(
-      objectives.build_loss_fn(config, model, SPEC.num_classes), optimizer, augment, STEP_KEY,
+      objectives.build_loss_fn(config, model, spec.num_classes), optimizer, augment, STEP_KEY,
       mesh)
-  hand_step = jax.jit(reference_steps.train_step(config, model.module, SPEC.num_classes,
+  hand_step = jax.jit(reference_steps.train_step(config, model.module, spec.num_classes,
                                                  optimizer, augment))
   hand = (state.params, state.model_state, state.opt_state)
   library_state = jax.tree.map(np.array, state)  # a copy: the library's step donates its state
@@ -155,18 +187,31 @@ def test_train_step_matches_hand_written_step(name, eight_devices):
       assert sum(float(np.abs(g).sum()) for g in first_gradient) > 0
 
 
-# Text-only components have no case here (the cases train an image CNN); they are checked against
-# hand computations in tests/test_text_methods.py: DropAttack's embedding-table perturbation and
-# total gradient, FGM's per-example normalised gradient, PGD's steps and projection.
-TEXT_ONLY = {'adversary': {'embedding_fgm', 'embedding_pgd'},
-             'weight_perturbation': {'dropattack_embedding'}}
+@pytest.mark.parametrize('name', sorted(CASES))
+def test_train_step_matches_hand_written_step(name, eight_devices):
+  images, labels = helpers.quadrant_images(8, seed=3)
+  _check_against_hand_written(CASES[name](), SPEC, pipeline.make_augment_fn('crop_flip', 2),
+                              images, labels, sharding.make_mesh(eight_devices[:1]))
+
+
+@pytest.mark.parametrize('name', sorted(TEXT_CASES))
+def test_text_train_step_matches_hand_written_step(name, eight_devices):
+  """Text: token ids of random lengths (<pad> = 0 after each), dropout where the model has it."""
+  config = TEXT_CASES[name]()
+  rng = np.random.default_rng(4)
+  lengths = rng.integers(1, 11, 8)
+  tokens = np.where(np.arange(10) < lengths[:, None], rng.integers(1, 30, (8, 10)), 0)
+  _check_against_hand_written(config, data.spec_for(config.dataset),
+                              data.augment_fn_for(config.dataset), tokens.astype(np.int32),
+                              rng.integers(0, 4, 8).astype(np.int32),
+                              sharding.make_mesh(eight_devices[:1]))
 
 
 def test_the_cases_cover_every_registered_component():
   used = {section: set() for section in objectives.SECTIONS}
-  for build in CASES.values():
+  for build in (*CASES.values(), *TEXT_CASES.values()):
     config = build()
     for section in objectives.SECTIONS:
       used[section].add(config[section].name)
   for section, registry in objectives.SECTIONS.items():
-    assert used[section] == set(registry.names()) - TEXT_ONLY.get(section, set()), section
+    assert used[section] == set(registry.names()), section

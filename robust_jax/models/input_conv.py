@@ -16,8 +16,11 @@ order of summation, ~1e-7 relative). Measured on the Fashion-MNIST CNN, batch 50
 the input gradient of the whole model 210 → 145 ms (README, Benchmark).
 
 Only stride 1, no dilation, one feature group, NHWC / HWIO and at most `MAX_INPUT_CHANNELS` input
-channels take this path; anything else is `lax.conv_general_dilated` itself. Pass it to Flax as
-`nn.Conv(..., conv_general_dilated=input_conv.conv)`: the parameters stay those of `nn.Conv`.
+channels take this path, and only when the program is compiled for CPU (`lax.platform_dependent`,
+resolved at lowering); anything else, and every GPU or TPU program, is `lax.conv_general_dilated`
+itself (`tests/test_platform_lowering.py` lowers the CNN for CUDA and TPU on a CPU machine). Pass it
+to Flax as `nn.Conv(..., conv_general_dilated=input_conv.conv)`: the parameters stay those of
+`nn.Conv`.
 """
 from __future__ import annotations
 
@@ -60,7 +63,8 @@ def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None
           if isinstance(padding, str) else tuple(map(tuple, padding)))
   patches_conv = functools.partial(_patches_conv, pads=pads, precision=precision,
                                    preferred_element_type=preferred_element_type)
-  return _conv(xla, patches_conv, lhs, rhs)
+  return lax.platform_dependent(lhs, rhs, cpu=functools.partial(_conv, xla, patches_conv),
+                                default=xla)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))

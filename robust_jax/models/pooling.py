@@ -10,6 +10,12 @@ XLA's `reduce_window`, whose gradient `select_and_scatter` is slow on XLA:CPU
 (`experiments/xla_cpu_profile.md`). Overlapping windows (window ≠ strides) fall back to
 `flax.linen.max_pool`.
 
+Only XLA:CPU takes the reshape path: `lax.platform_dependent` picks it when the program is compiled
+for CPU, and `flax.linen.max_pool` itself on GPU and TPU, where `select_and_scatter` was never
+shown slow. The choice is made at lowering, so the other branch costs nothing, and a GPU program is
+the one flax would give (`tests/test_platform_lowering.py` lowers it for CUDA and TPU on a CPU
+machine).
+
 Tie rule (that of `select_and_scatter` with `select=ge`, checked in `tests/test_pooling.py`): the
 window's elements are visited in row-major order (a, then b), padding included, and
   selected ← element  unless  selected ≥ element,
@@ -50,7 +56,8 @@ def max_pool(x: jax.Array, window_shape: Sequence[int], strides: Sequence[int] |
 
   x: (*batch, *spatial, features), len(spatial) == len(window_shape), any number of batch axes
   (none included). Returns (*batch, *pooled spatial, features). Takes the reshape path when
-  `strides == window_shape`, else calls flax (strides default to 1, as in flax: pass them).
+  `strides == window_shape` and compiled for CPU, else calls flax (strides default to 1, as in
+  flax: pass them).
   """
   window = tuple(window_shape)
   strides = None if strides is None else tuple(strides)
@@ -67,6 +74,16 @@ def max_pool(x: jax.Array, window_shape: Sequence[int], strides: Sequence[int] |
     if len(pads) != len(window) or any(len(pair) != 2 for pair in pads):
       raise ValueError(f"padding={padding!r}: must be 'SAME', 'VALID' or {len(window)} "
                        '(low, high) pairs')
+  return lax.platform_dependent(
+      x, cpu=functools.partial(_reshape_max_pool, window=window, pads=pads),
+      default=functools.partial(nn.max_pool, window_shape=window, strides=strides,
+                                padding=padding))
+
+
+def _reshape_max_pool(x: jax.Array, window: tuple[int, ...],
+                      pads: Sequence[tuple[int, int]]) -> jax.Array:
+  """The CPU path: pad with -inf, crop to whole windows, max over each window's axes."""
+  spatial_axes = range(x.ndim - 1 - len(window), x.ndim - 1)
   if any(pair != (0, 0) for pair in pads):
     config = [(0, 0, 0)] * x.ndim
     for axis, (low, high) in zip(spatial_axes, pads):

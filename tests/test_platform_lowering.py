@@ -1,0 +1,84 @@
+"""The CPU-only fast paths (`pooling.max_pool`'s reshape, `input_conv.conv`'s patches tangent) are
+CPU-only: a program lowered for GPU or TPU has exactly the computing operations of the same model
+built from `flax.linen.max_pool` and `lax.conv_general_dilated` (issue #15: "the GPU path gets no
+slower"). Lowered with `jax.export` for another platform, so no GPU is needed.
+"""
+from __future__ import annotations
+
+import collections
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+from jax import lax
+
+from robust_jax.models import cnn, input_conv, pooling, vgg
+
+# `lax.platform_dependent` lowers to single-branch `case`s on a constant index, which XLA inlines;
+# their returns, index constants and the dummy residuals of the branch not taken (zero
+# broadcasts) are bookkeeping, not computation.
+_BOOKKEEPING = {'case', 'return', 'constant', 'broadcast_in_dim'}
+
+
+def _gradient(model: nn.Module, images: jax.Array):
+  """(jitted gradient of the summed logits w.r.t. the variables and the images, variables)."""
+  variables = model.init(jax.random.key(0), images, train=False)
+
+  def summed_logits(variables, images):
+    return model.apply(variables, images, train=False).sum()
+
+  return jax.jit(jax.grad(summed_logits, argnums=(0, 1))), variables
+
+
+def _computing_ops(model: nn.Module, images: jax.Array, platform: str) -> collections.Counter:
+  """Counts of StableHLO ops, bookkeeping excluded, in the program for the gradient of the
+  summed logits with respect to the parameters and the images."""
+  gradient, variables = _gradient(model, images)
+  text = jax.export.export(gradient, platforms=[platform])(variables, images).mlir_module()
+  ops = collections.Counter(re.findall(r'stablehlo\.(\w+)', text))
+  return collections.Counter({op: n for op, n in ops.items() if op not in _BOOKKEEPING})
+
+
+def _with_flax_ops(monkeypatch):
+  monkeypatch.setattr(input_conv, 'conv', lax.conv_general_dilated)
+  monkeypatch.setattr(pooling, 'max_pool', nn.max_pool)
+
+
+_MODELS = {
+    'cnn': (lambda: cnn.CNN(num_classes=3, widths=(8, 8), kernel_size=3, hidden_size=8),
+            jnp.zeros((2, 8, 8, 1))),
+    'vgg16': (lambda: vgg.VGG16(num_classes=3), jnp.zeros((1, 32, 32, 3))),
+}
+
+
+@pytest.mark.parametrize('platform', ['cuda', 'tpu'])
+@pytest.mark.parametrize('name', sorted(_MODELS))
+def test_accelerator_program_is_flax(name, platform, monkeypatch):
+  build, images = _MODELS[name]
+  ours = _computing_ops(build(), images, platform)
+  _with_flax_ops(monkeypatch)
+  flax_ops = _computing_ops(build(), images, platform)
+  assert ours == flax_ops
+  assert ours['select_and_scatter'] >= 1
+
+
+def test_cpu_program_takes_the_fast_paths(monkeypatch):
+  build, images = _MODELS['cnn']
+  ours = _computing_ops(build(), images, 'cpu')
+  _with_flax_ops(monkeypatch)
+  flax_ops = _computing_ops(build(), images, 'cpu')
+  assert ours['select_and_scatter'] == ours['reduce_window'] == 0
+  assert flax_ops['select_and_scatter'] == 2 and flax_ops['reduce_window'] == 2
+  # Both convs' forward, weight and input gradients, but the first (1-channel) conv's input
+  # gradient is patches, not a convolution.
+  assert (ours['convolution'], flax_ops['convolution']) == (5, 6)
+
+
+def test_the_choice_costs_nothing_on_cpu():
+  """XLA inlines the constant-index `case`s: the compiled CPU program has no conditional."""
+  build, images = _MODELS['cnn']
+  gradient, variables = _gradient(build(), images)
+  compiled = gradient.lower(variables, images).compile().as_text()
+  assert 'conditional' not in compiled
