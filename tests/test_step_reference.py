@@ -5,8 +5,8 @@ attacks or registries, and follows the library's documented randomness contract,
 the same numbers, step for step: the loss, the gradient, the new batch-norm statistics, the
 parameters and the optimizer state, over two full train steps (augmentation, per-step keys,
 dropout, feature masks, attack starts, DropAttack masks all lined up). The image model has batch
-norm and dropout; the text cases train 2-layer GRUs / LSTMs and a TextCNN with dropout on token
-ids of random lengths. The optimizer is SGD with momentum (which, unlike Adam, passes a wrong
+norm and dropout; the text cases train 2-layer GRUs / LSTMs and a TextCNN, all with dropout, on
+token ids of random lengths. The optimizer is SGD with momentum (which, unlike Adam, passes a wrong
 gradient scale on to the parameters): its momentum buffer after the first step is the gradient
 itself, so comparing optimizer states compares gradients.
 """
@@ -130,7 +130,8 @@ def _text(model, **sections):
     config.dataset.update(name='ag_news', source='csv', vocab_size=30, max_length=10)
     config.model = MODELS.default_section('config.model.name', model) | dict(
         embedding_size=5, **({'num_filters': 3, 'filter_widths': (2, 3)} if model == 'textcnn'
-                             else {'hidden_size': 4, 'num_layers': 2}))
+                             else {'hidden_size': 4, 'num_layers': 2, 'dropout_rate': 0.3,
+                                   'dropout_sites': ('embedding', 'features')}))
     for name, (component, overrides) in sections.items():
       registry = objectives.SECTIONS[name]
       config[name] = registry.default_section('', component) | overrides
@@ -151,7 +152,7 @@ TEXT_CASES = {
     'text_fgm_gru': _text('gru', adversary=('embedding_fgm', {})),
     'text_fgm_without_clean_lstm': _text('lstm', adversary=('embedding_fgm',
                                                             {'include_clean': False})),
-    'text_pgd_gru': _text('gru', adversary=('embedding_pgd', {'num_steps': 2})),
+    'text_pgd_gru': _text('gru', adversary=('embedding_pgd', {'num_steps': 2, 'epsilon': 1.0})),
     'text_amp_textcnn': _text('textcnn', weight_perturbation=(
         'amp', {'epsilon': 1.0, 'inner_lr': 0.1, 'inner_grad_clip': 50.0})),
     'text_erm_textcnn_dropout': _text('textcnn'),

@@ -16,11 +16,11 @@ order of summation, ~1e-7 relative). Measured on the Fashion-MNIST CNN, batch 50
 the input gradient of the whole model 210 → 145 ms (README, Benchmark).
 
 Only stride 1, no dilation, one feature group, NHWC / HWIO and at most `MAX_INPUT_CHANNELS` input
-channels take this path, and only when the program is compiled for CPU (`lax.platform_dependent`,
-resolved at lowering); anything else, and every GPU or TPU program, is `lax.conv_general_dilated`
-itself (`tests/test_platform_lowering.py` lowers the CNN for CUDA and TPU on a CPU machine). Pass it
-to Flax as `nn.Conv(..., conv_general_dilated=input_conv.conv)`: the parameters stay those of
-`nn.Conv`.
+channels take this path, and only when the program is compiled for CPU (`lax.platform_dependent`: a
+program compiled for one platform keeps only its branch); anything else, and every GPU or TPU
+program, computes `lax.conv_general_dilated` itself (`tests/test_platform_lowering.py` lowers the
+CNN for CUDA and TPU on a CPU machine). Pass it to Flax as `nn.Conv(...,
+conv_general_dilated=input_conv.conv)`: the parameters stay those of `nn.Conv`.
 """
 from __future__ import annotations
 

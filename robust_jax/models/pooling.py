@@ -11,10 +11,10 @@ XLA's `reduce_window`, whose gradient `select_and_scatter` is slow on XLA:CPU
 `flax.linen.max_pool`.
 
 Only XLA:CPU takes the reshape path: `lax.platform_dependent` picks it when the program is compiled
-for CPU, and `flax.linen.max_pool` itself on GPU and TPU, where `select_and_scatter` was never
-shown slow. The choice is made at lowering, so the other branch costs nothing, and a GPU program is
-the one flax would give (`tests/test_platform_lowering.py` lowers it for CUDA and TPU on a CPU
-machine).
+for CPU, and `flax.linen.max_pool` itself on GPU and TPU, where `select_and_scatter` was never shown
+slow. Both branches are traced, but a program compiled for one platform keeps only that platform's
+branch (XLA inlines the choice), so the other costs nothing at run time, and a GPU program computes
+what flax's would (`tests/test_platform_lowering.py` lowers it for CUDA and TPU on a CPU machine).
 
 Tie rule (that of `select_and_scatter` with `select=ge`, checked in `tests/test_pooling.py`): the
 window's elements are visited in row-major order (a, then b), padding included, and
@@ -26,12 +26,13 @@ after it: it is selected only when visited last (a NaN followed only by padding 
 into the padding, where it is dropped, as in XLA). `jnp.max`'s own gradient would split ties
 equally instead.
 
-The rule is a `jax.custom_jvp`, so forward mode (`jax.jvp`, `jax.jacfwd`) works, and reverse mode
-(`jax.grad`, `jax.vjp`) is its transpose: the cotangent broadcast over each window and kept only at
-the selected element (a compare-and-select over the reshaped input, no scatter). Works under `jit`,
-`vmap`, batch sharding (Auto or Explicit mesh axes) and in any floating dtype. Second derivatives
-are 0. (flax's own forward mode, `select_and_gather_add`, can pick another tied element than its
-reverse mode when windows are padded; here both follow the reverse mode.)
+On CPU the rule is a `jax.custom_jvp`, so forward mode (`jax.jvp`, `jax.jacfwd`) works, and reverse
+mode (`jax.grad`, `jax.vjp`) is its transpose: the cotangent broadcast over each window and kept
+only at the selected element (a compare-and-select over the reshaped input, no scatter). Works under
+`jit`, `vmap`, batch sharding (Auto or Explicit mesh axes) and in any floating dtype. Second
+derivatives are 0. (flax's own forward mode, `select_and_gather_add`, can pick another tied element
+than its reverse mode when windows are padded; on CPU both follow the reverse mode here, while GPU
+and TPU programs run flax's own pool, forward mode included.)
 """
 from __future__ import annotations
 
