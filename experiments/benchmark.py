@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -67,11 +66,6 @@ _TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch twin of every 
 _TORCH_CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False,
                                          'PyTorch twin: channels_last memory format.')
 _TORCH_COMPILE = flags.DEFINE_bool('torch_compile', False, 'PyTorch twin: torch.compile the model.')
-
-
-def split_overrides(text: str) -> list[str]:
-  """'a.b=1,c.d=(1, 2)' -> ['a.b=1', 'c.d=(1, 2)']: splits at the commas that start a KEY=."""
-  return [part for part in re.split(r',\s*(?=[\w.]+=)', text.strip()) if part]
 
 
 def xla_cpu_threads() -> int:
@@ -205,7 +199,8 @@ def benchmark(config, rounds: int, steps: int, *, augment: bool = True, pytorch:
                  pytorch_round_s=torch_times)
   return {
       'config': {k: config[k].get('name') for k in ('model', *objectives.SECTIONS)},
-      'dataset': spec.name, 'global_batch': batch_size, 'augment': augment,
+      'dataset': spec.name, 'modality': spec.modality, 'global_batch': batch_size,
+      'augment': augment,
       'robust_jax_step_s': general_s, 'hand_written_step_s': hand_s,
       'robust_jax_images_per_s': batch_size / general_s,
       'hand_written_images_per_s': batch_size / hand_s,
@@ -223,7 +218,7 @@ def benchmark(config, rounds: int, steps: int, *, augment: bool = True, pytorch:
 
 def main(argv):
   del argv
-  overrides = split_overrides(_SET.value)
+  overrides = config_overrides.split_overrides(_SET.value)
   results = []
   for spec in _CONFIGS.value:
     config = config_overrides.apply_overrides(load_config_file(spec), overrides)
@@ -246,7 +241,9 @@ def main(argv):
           f'{", channels_last" if torch_info["channels_last"] else ""}'
           f'{", autocast " + torch_info["autocast_dtype"] if torch_info["autocast_dtype"] else ""}')
   torch_columns = _TORCH.value
-  print('| config | robust_jax ms/step | images/s | hand-written ms/step | time ratio to '
+  rate = {('image',): 'images/s', ('text',): 'texts/s'}.get(
+      tuple({r['modality'] for r in results}), 'examples/s')
+  print(f'| config | robust_jax ms/step | {rate} | hand-written ms/step | time ratio to '
         'hand-written | time × ERM |' + (' PyTorch ms/step | ÷ PyTorch |' if torch_columns else '')
         + '\n|---|---|---|---|---|---|' + ('---|---|' if torch_columns else ''))
   for r in results:

@@ -5,8 +5,8 @@ r"""Trains a list of configs over several seeds, evaluates each, and writes a co
         --seeds=0,1,2 --num_epochs=1 --epsilon=0.1 --attack_examples=1000
 
 Each (config, seed) trains in OUTPUT_DIR/<config>_<variant>/seed<k> (rerunning resumes and skips
-finished runs, refusing a finished run made with other epochs or attack settings; `--table_only`
-tabulates the finished ones and neither trains nor attacks), then is evaluated:
+finished runs, refusing a finished run made with other epochs, overrides or attack settings;
+`--table_only` tabulates the finished ones and neither trains nor attacks), then is evaluated:
 clean accuracy on the full test set, FGSM (one step of ε) and PGD-k (L∞, random start, step ε/4)
 accuracy on the first `--attack_examples` test images; with `--autoattack` also AutoAttack
 (standard: APGD-CE, APGD-T, FAB-T, Square; `robustness.evaluate_autoattack`) on the same images
@@ -15,7 +15,8 @@ gets it on the next invocation; nothing retrains; a config whose seeds do not al
 the mean over those that do, with their count). Text datasets (token ids: no pixels to attack)
 get clean accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar
 in the plot). Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and
-`accuracy.png` (bar plot).
+`accuracy.png` (bar plot). `--set` applies config overrides to every config, as benchmark.py's
+(`robust_jax/config_overrides.py`), e.g. `--set=dataset.max_length=136`; each record keeps them.
 """
 from __future__ import annotations
 
@@ -30,13 +31,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from robust_jax import data, json_utils, robustness, train  # noqa: E402
+from robust_jax import config_overrides, data, json_utils, robustness, train  # noqa: E402
 from robust_jax.runs import config_name, load_config_file, load_run  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list('configs', None, 'Config files with variant, path:variant.',
                              required=True)
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
 _NUM_EPOCHS = flags.DEFINE_integer('num_epochs', None, 'Override train.num_epochs of every config.')
+_SET = flags.DEFINE_string('set', '', 'Config overrides for every config, comma-separated '
+                           "KEY.PATH=VALUE (as --config.KEY.PATH=VALUE of robust_jax.main), e.g. "
+                           "'dataset.max_length=136'.")
 _EPSILON = flags.DEFINE_string('epsilon', '0.1', 'L∞ ε for FGSM and PGD, as text.')
 _PGD_STEPS = flags.DEFINE_integer('pgd_steps', 20, 'PGD steps.')
 _ATTACK_EXAMPLES = flags.DEFINE_integer('attack_examples', 1000, 'Test images attacked (0 = all).')
@@ -56,7 +60,7 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
       add_autoattack(record, workdir)
       json_utils.dump(record, record_path)
     return record
-  config = load_config_file(spec)
+  config = config_overrides.apply_overrides(load_config_file(spec), _overrides())
   config.seed = seed
   if _NUM_EPOCHS.value:
     config.train.num_epochs = _NUM_EPOCHS.value
@@ -71,7 +75,7 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
   record = {'config': config_name(spec), 'seed': seed, 'epochs': results['epochs'],
             'clean': results['test_accuracy'], 'clean_best': results['best_test_accuracy'],
             'fgsm': None, 'pgd': None, 'train_seconds': train_seconds, 'attack_examples': None,
-            'epsilon': None, 'pgd_steps': None, 'warnings': []}
+            'epsilon': None, 'pgd_steps': None, 'overrides': _overrides(), 'warnings': []}
   if data.spec_for(config.dataset).modality != 'text':
     config, model, params, model_state, splits, mesh = load_run(workdir)
     attacked = robustness.evaluate(model, params, model_state, splits.test, config.robustness,
@@ -103,6 +107,10 @@ def add_autoattack(record: dict, workdir: str) -> None:
   record['warnings'] = record['warnings'] + results['warnings']
 
 
+def _overrides() -> list[str]:
+  return config_overrides.split_overrides(_SET.value)
+
+
 def load_record(path: str) -> dict:
   with open(path) as f:
     return _check_reusable(json.load(f), path)
@@ -110,11 +118,14 @@ def load_record(path: str) -> dict:
 
 def _check_reusable(record: dict, path: str) -> dict:
   """Returns a finished run's record, or raises if it was made with other settings (attack
-  settings are None in the records of text runs, which were not attacked)."""
+  settings are None in the records of text runs, which were not attacked; a record without
+  'overrides' was made without)."""
   requested = {'epochs': _NUM_EPOCHS.value, 'epsilon': _EPSILON.value,
                'pgd_steps': _PGD_STEPS.value, 'attack_examples': _ATTACK_EXAMPLES.value or None}
   stale = {key: (record[key], value) for key, value in requested.items()
            if value is not None and record.get(key) is not None and record[key] != value}
+  if record.get('overrides', []) != _overrides():
+    stale['overrides'] = (record.get('overrides', []), _overrides())
   if stale:
     raise app.UsageError(f'{path} was made with other settings (recorded, requested): {stale}; '
                          'use another --output_dir or delete the run folder.')
@@ -237,8 +248,9 @@ def main(argv):
   table = markdown(rows, next((r['attack_examples'] for r in records
                                if r['attack_examples'] is not None), None))
   train_seconds = sum(r['train_seconds'] for r in records)
+  overrides = f' Config overrides: `{",".join(_overrides())}`.' if _overrides() else ''
   with open(os.path.join(_OUTPUT_DIR.value, 'table.md'), 'w') as f:
-    f.write(table + f'\n\nTraining time summed over the {len(records)} runs: '
+    f.write(table + overrides + f'\n\nTraining time summed over the {len(records)} runs: '
             f'{train_seconds / 60:.0f} min; wall time of this invocation (finished runs are '
             f'reused, attacks included): {(time.perf_counter() - start) / 60:.0f} min.\n')
   with open(os.path.join(_OUTPUT_DIR.value, 'runs.csv'), 'w', newline='') as f:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import re
 from collections.abc import Sequence
 
 import ml_collections
@@ -49,6 +50,12 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     else:
       overrides.append(arg[len(PREFIX):])
   return rest, overrides
+
+
+def split_overrides(text: str) -> list[str]:
+  """'a.b=1,c.d=(1, 2)' -> ['a.b=1', 'c.d=(1, 2)']: one comma-separated flag value (the `--set`
+  of experiments/benchmark.py and compare.py) split at the commas that start a KEY=."""
+  return [part for part in re.split(r',\s*(?=[\w.]+=)', text.strip()) if part]
 
 
 def apply_overrides(config: ml_collections.ConfigDict,
@@ -117,4 +124,4 @@ def _parse(where: str, text: str, current):
                                     f'like its current value {current!r}') from None
 
 
-__all__ = ['PREFIX', 'SWITCHABLE', 'apply_overrides', 'split_argv']
+__all__ = ['PREFIX', 'SWITCHABLE', 'apply_overrides', 'split_argv', 'split_overrides']

@@ -28,12 +28,6 @@ def test_benchmark_reports_both_steps(eight_devices):
       np.median(np.array(general) / np.array(hand)))  # paired per round, not median / median
 
 
-def test_split_overrides_keeps_commas_inside_values():
-  assert benchmark.split_overrides('train.batch_size=512,model.widths=(16, 32),seed=1') == [
-      'train.batch_size=512', 'model.widths=(16, 32)', 'seed=1']
-  assert benchmark.split_overrides('') == []
-
-
 def test_pytorch_column_overrides_no_augment_and_configs_without_a_twin(tmp_path, monkeypatch,
                                                                         capsys):
   pytest.importorskip('torch')
@@ -66,3 +60,15 @@ def test_pytorch_column_overrides_no_augment_and_configs_without_a_twin(tmp_path
       "config.targets.name='class_similarity': no PyTorch twin")
   table = capsys.readouterr().out
   assert '÷ PyTorch |' in table and '| class_similarity |' in table and '| — | — |' in table
+
+
+def test_text_configs_report_texts_per_second(capsys):
+  flags.FLAGS(['benchmark', '--configs=configs/text.py:imdb_textcnn_erm',
+               '--set=model.embedding_size=8,model.num_filters=4,train.batch_size=8,'
+               'dataset.max_length=16,dataset.vocab_size=50', '--rounds=1', '--steps=1'])
+  try:
+    benchmark.main([])
+  finally:
+    flags.FLAGS.unparse_flags()
+  table = capsys.readouterr().out
+  assert '| config | robust_jax ms/step | texts/s |' in table and '| text_imdb_textcnn_erm |' in table

@@ -53,3 +53,14 @@ def test_a_record_made_with_other_attack_settings_is_refused(tmp_path):
     _table(tmp_path, [stale])
   assert 'was made with other settings' in error.value.stderr and "'pgd_steps': (10, 20)" in (
       error.value.stderr)
+
+
+def test_a_record_made_with_other_overrides_is_refused(tmp_path):
+  made_with = dict(_record('erm_fashion_mnist', 0, 0.9, 0.1, None),
+                   overrides=['dataset.max_length=136'])
+  lines = _table(tmp_path, [made_with], '--set=dataset.max_length=136')
+  assert lines[2].startswith('| erm_fashion_mnist | 1 |')
+  assert 'Config overrides: `dataset.max_length=136`' in '\n'.join(lines)
+  with pytest.raises(subprocess.CalledProcessError) as error:
+    _table(tmp_path, [made_with])  # no --set: the record was made with one
+  assert "'overrides': (['dataset.max_length=136'], [])" in error.value.stderr

@@ -175,3 +175,10 @@ def test_main_reports_bad_keys_from_a_file_and_validates_after_the_overrides(tmp
   assert _main(tmp_path, '--config=configs/fashion_mnist_cnn.py', '--config.adversary.epsilon=-1',
                '--config.adversary.name=fgsm') == [
                    'error: config.adversary.epsilon=-1.0: must be >= 0.0 (finite)']
+
+
+def test_split_overrides_keeps_commas_inside_values():
+  assert config_overrides.split_overrides(
+      'train.batch_size=512,model.widths=(16, 32),seed=1') == [
+          'train.batch_size=512', 'model.widths=(16, 32)', 'seed=1']
+  assert config_overrides.split_overrides('') == []
