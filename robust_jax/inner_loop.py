@@ -9,6 +9,10 @@ kernel: measured on the Fashion-MNIST CNN, one forward-backward pass with weight
 2.85 s inside a `fori_loop` (rolled or `unroll=True`) and 0.36 s outside it. These loops have 1-5
 steps, so unrolling costs little compile time. Loops that only take input gradients (the attacks)
 do not hit this and stay `fori_loop`s.
+
+The choice is `lax.platform_dependent`, made when the program is lowered for its platform (not by
+the default backend at trace time), so a program compiled for another device than the default one
+still gets its own loop. Both versions are traced; a program for one platform keeps one of them.
 """
 from __future__ import annotations
 
@@ -25,11 +29,15 @@ Carry = TypeVar('Carry')
 def inner_loop(num_steps: int, body: Callable[[int, Carry], Carry], init: Carry,
                unroll: bool | None = None) -> Carry:
   """`body(t, carry)` applied for t = 0 .. num_steps - 1; `unroll=None` unrolls on CPU only."""
+
+  def rolled(carry: Carry) -> Carry:
+    return jax.lax.fori_loop(0, num_steps, body, carry)
+
+  def unrolled(carry: Carry) -> Carry:
+    for step in range(num_steps):
+      carry = body(step, carry)
+    return carry
+
   if unroll is None:
-    unroll = jax.default_backend() == 'cpu'
-  if not unroll:
-    return jax.lax.fori_loop(0, num_steps, body, init)
-  carry = init
-  for step in range(num_steps):
-    carry = body(step, carry)
-  return carry
+    return jax.lax.platform_dependent(init, cpu=unrolled, default=rolled)
+  return unrolled(init) if unroll else rolled(init)

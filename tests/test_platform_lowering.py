@@ -1,20 +1,23 @@
 """The CPU-only fast paths (`pooling.max_pool`'s reshape, `input_conv.conv`'s patches tangent) are
 CPU-only: a program lowered for GPU or TPU has the same computing operations, with the same operand
 and result types, as the same model built from `flax.linen.max_pool` and `lax.conv_general_dilated`
-(issue #15: "the GPU path gets no slower"). Lowered with `jax.export` for another platform, so no
-GPU is needed.
+(issue #15: "the GPU path gets no slower"); `inner_loop` unrolls for CPU only. Lowered with
+`jax.export` for another platform, so no GPU is needed.
 """
 from __future__ import annotations
 
 import collections
+import functools
 import re
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from jax import lax
 
+from robust_jax.inner_loop import inner_loop
 from robust_jax.models import cnn, input_conv, pooling, vgg
 
 # `lax.platform_dependent` lowers to single-branch `case`s on a constant index, which XLA inlines;
@@ -95,8 +98,32 @@ def test_cpu_program_takes_the_fast_paths(monkeypatch):
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='compiles for the default backend')
 def test_the_choice_costs_nothing_on_cpu():
-  """XLA inlines the constant-index `case`s: the compiled CPU program has no conditional."""
+  """XLA inlines the constant-index `case`s: the compiled CPU program has no conditional (nor,
+  for `inner_loop`, a loop)."""
   build, images = _MODELS['cnn']
   gradient, variables = _gradient(build(), images)
   compiled = gradient.lower(variables, images).compile().as_text()
   assert 'conditional' not in compiled
+  loop_gradient = jax.jit(jax.grad(_inner_loop_loss))
+  compiled = loop_gradient.lower(*_INNER_LOOP_ARGS).compile().as_text()
+  assert 'conditional' not in compiled and 'while' not in compiled
+
+
+@pytest.mark.parametrize('platform, whiles', [('cpu', 0), ('cuda', 2), ('tpu', 2)])
+def test_inner_loop_unrolls_for_cpu_only(platform, whiles):
+  """The gradient of a 3-step inner loop: a `while` forward and one backward on GPU/TPU, and on
+  CPU the 3 steps unrolled, whatever the default backend (the choice is made at lowering)."""
+
+  text = jax.export.export(jax.jit(jax.grad(_inner_loop_loss)), platforms=[platform])(
+      *_INNER_LOOP_ARGS).mlir_module()
+  assert text.count('stablehlo.while') == whiles
+  assert text.count('stablehlo.tanh') == (3 if platform == 'cpu' else 1)
+  rolled = jax.grad(functools.partial(_inner_loop_loss, unroll=False))(*_INNER_LOOP_ARGS)
+  np.testing.assert_allclose(jax.grad(_inner_loop_loss)(*_INNER_LOOP_ARGS), rolled, rtol=1e-6)
+
+
+def _inner_loop_loss(weights, carry, unroll=None):
+  return inner_loop(3, lambda t, c: c + (t + 1) * jnp.tanh(c @ weights), carry, unroll).sum()
+
+
+_INNER_LOOP_ARGS = (0.1 * jnp.ones((4, 4)), jnp.ones((2, 4)))
