@@ -94,6 +94,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
                     allow_config_change)
 
   spec = data.spec_for(config.dataset)
+  rate_label = 'txt_s' if spec.modality == 'text' else 'img_s'  # examples/s in the progress bar
   splits = data.load_splits(config.dataset)
   if len(splits.train) < batch_size:
     raise config_schema.ConfigError(f'config.train.batch_size={batch_size}: larger than the '
@@ -162,7 +163,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
           writer.write(step, logged)
           progress.set_postfix(epoch=f'{step / steps_per_epoch:.2f}', loss=f'{logged["loss"]:.4f}',
                                acc=f'{logged["accuracy"]:.3f}',
-                               img_s=f'{logged["images_per_s"]:.0f}')
+                               **{rate_label: f'{logged["images_per_s"]:.0f}'})
         epoch_done = step % steps_per_epoch == 0
         if (epoch_done and (step // steps_per_epoch) % config.train.eval_every_epochs == 0
             or step == total_steps):
