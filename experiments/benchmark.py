@@ -241,8 +241,9 @@ def main(argv):
           f'{", channels_last" if torch_info["channels_last"] else ""}'
           f'{", autocast " + torch_info["autocast_dtype"] if torch_info["autocast_dtype"] else ""}')
   torch_columns = _TORCH.value
-  rate = {('image',): 'images/s', ('text',): 'texts/s'}.get(
-      tuple({r['modality'] for r in results}), 'examples/s')
+  modalities = {r['modality'] for r in results}
+  rate = 'images/s' if modalities == {'image'} else 'texts/s' if modalities == {'text'} else (
+      'examples/s')
   print(f'| config | robust_jax ms/step | {rate} | hand-written ms/step | time ratio to '
         'hand-written | time × ERM |' + (' PyTorch ms/step | ÷ PyTorch |' if torch_columns else '')
         + '\n|---|---|---|---|---|---|' + ('---|---|' if torch_columns else ''))

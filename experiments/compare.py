@@ -16,7 +16,9 @@ the mean over those that do, with their count). Text datasets (token ids: no pix
 get clean accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar
 in the plot). Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and
 `accuracy.png` (bar plot). `--set` applies config overrides to every config, as benchmark.py's
-(`robust_jax/config_overrides.py`), e.g. `--set=dataset.max_length=136`; each record keeps them.
+(`robust_jax/config_overrides.py`), e.g. `--set=dataset.max_length=136`; each record keeps them,
+and a finished run is reused only with the same ones (in any order). Keys that compare.py's own
+flags set (seed, train.num_epochs, robustness.*) are refused there.
 """
 from __future__ import annotations
 
@@ -107,8 +109,21 @@ def add_autoattack(record: dict, workdir: str) -> None:
   record['warnings'] = record['warnings'] + results['warnings']
 
 
+# Keys this command sets itself, from its own flags.
+_OWN_KEYS = {'seed': '--seeds', 'train.num_epochs': '--num_epochs',
+             'robustness': '--epsilon, --pgd_steps, --attack_examples'}
+
+
 def _overrides() -> list[str]:
-  return config_overrides.split_overrides(_SET.value)
+  """`--set` as a list of 'KEY.PATH=VALUE'; refuses a key that a flag of this command sets."""
+  overrides = config_overrides.split_overrides(_SET.value)
+  for override in overrides:
+    key = override.partition('=')[0]
+    own = next((flag for prefix, flag in _OWN_KEYS.items()
+                if key == prefix or key.startswith(prefix + '.')), None)
+    if own:
+      raise app.UsageError(f'--set={override}: compare.py sets {key} itself; use {own}')
+  return overrides
 
 
 def load_record(path: str) -> dict:
@@ -124,11 +139,14 @@ def _check_reusable(record: dict, path: str) -> dict:
                'pgd_steps': _PGD_STEPS.value, 'attack_examples': _ATTACK_EXAMPLES.value or None}
   stale = {key: (record[key], value) for key, value in requested.items()
            if value is not None and record.get(key) is not None and record[key] != value}
-  if record.get('overrides', []) != _overrides():
-    stale['overrides'] = (record.get('overrides', []), _overrides())
+  recorded_overrides = record.get('overrides', [])
+  if sorted(recorded_overrides) != sorted(_overrides()):
+    stale['overrides'] = (recorded_overrides, _overrides())
   if stale:
+    reuse = (f'rerun with --set={",".join(recorded_overrides)!r} to use it, '
+             if 'overrides' in stale and recorded_overrides else '')
     raise app.UsageError(f'{path} was made with other settings (recorded, requested): {stale}; '
-                         'use another --output_dir or delete the run folder.')
+                         f'{reuse}use another --output_dir or delete the run folder.')
   return record
 
 
@@ -248,9 +266,9 @@ def main(argv):
   table = markdown(rows, next((r['attack_examples'] for r in records
                                if r['attack_examples'] is not None), None))
   train_seconds = sum(r['train_seconds'] for r in records)
-  overrides = f' Config overrides: `{",".join(_overrides())}`.' if _overrides() else ''
+  overrides_note = f' Config overrides: `{_SET.value}`.' if _overrides() else ''
   with open(os.path.join(_OUTPUT_DIR.value, 'table.md'), 'w') as f:
-    f.write(table + overrides + f'\n\nTraining time summed over the {len(records)} runs: '
+    f.write(table + overrides_note + f'\n\nTraining time summed over the {len(records)} runs: '
             f'{train_seconds / 60:.0f} min; wall time of this invocation (finished runs are '
             f'reused, attacks included): {(time.perf_counter() - start) / 60:.0f} min.\n')
   with open(os.path.join(_OUTPUT_DIR.value, 'runs.csv'), 'w', newline='') as f:

@@ -10,9 +10,10 @@ kernel: measured on the Fashion-MNIST CNN, one forward-backward pass with weight
 steps, so unrolling costs little compile time. Loops that only take input gradients (the attacks)
 do not hit this and stay `fori_loop`s.
 
-The choice is `lax.platform_dependent`, made when the program is lowered for its platform (not by
-the default backend at trace time), so a program compiled for another device than the default one
-still gets its own loop. Both versions are traced; a program for one platform keeps one of them.
+The choice is `lax.platform_dependent`, made when a jitted program is lowered for its platform (not
+by the default backend at trace time), so a program compiled for another device than the default
+one still gets its own loop (called eagerly, it is the default device's). Both versions are
+traced; a program for one platform keeps one of them.
 """
 from __future__ import annotations
 

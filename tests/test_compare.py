@@ -64,3 +64,16 @@ def test_a_record_made_with_other_overrides_is_refused(tmp_path):
   with pytest.raises(subprocess.CalledProcessError) as error:
     _table(tmp_path, [made_with])  # no --set: the record was made with one
   assert "'overrides': (['dataset.max_length=136'], [])" in error.value.stderr
+  assert "rerun with --set='dataset.max_length=136'" in error.value.stderr
+  made_without = _record('erm_fashion_mnist', 0, 0.9, 0.1, None)  # records before --set
+  with pytest.raises(subprocess.CalledProcessError) as error:
+    _table(tmp_path, [made_without], '--set=dataset.max_length=136')
+  assert "'overrides': ([], ['dataset.max_length=136'])" in error.value.stderr
+
+
+@pytest.mark.parametrize('override', ['seed=3', 'robustness.epsilons=(0.2,)',
+                                      'train.num_epochs=2'])
+def test_set_refuses_keys_that_flags_set(tmp_path, override):
+  with pytest.raises(subprocess.CalledProcessError) as error:
+    _table(tmp_path, [_record('erm_fashion_mnist', 0, 0.9, 0.1, None)], f'--set={override}')
+  assert f'--set={override}: compare.py sets' in error.value.stderr
