@@ -181,7 +181,10 @@ def _mean_std(pair, seeds: int, scale: float, digits: int) -> str:
 
 
 def _attack_columns(rows) -> list[tuple[str, str]]:
-  """(record key, name) of the attack columns; AutoAttack's only where some run has it."""
+  """(record key, name) of the attack columns: none when every run is text; AutoAttack's only
+  where some run has it."""
+  if all(row['pgd'] is None for row in rows):
+    return []
   columns = [('fgsm', 'FGSM'), ('pgd', f'PGD-{_PGD_STEPS.value}')]
   if any(row['autoattack'] is not None for row in rows):
     columns.append(('autoattack', 'AutoAttack'))
@@ -209,8 +212,8 @@ def markdown(rows, attack_examples: int | None) -> str:
              + ('; AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square, accuracy after all four'
                 if len(columns) > 2 else '')
              + f') on the first {attack_examples} test images.' if attack_examples is not None
-             else 'no attacks.')
-  if any(row['pgd'] is None for row in rows):
+             else 'no attacks (text data: no pixels to attack).')
+  if columns and any(row['pgd'] is None for row in rows):
     attacks += ' —: text data, clean accuracy only (no pixels to attack).'
   elif len(columns) > 2 and any(row['autoattack'] is None for row in rows):
     attacks += ' —: AutoAttack not run for that config.'
@@ -238,7 +241,8 @@ def bar_plot(rows, path: str) -> None:
   axes.set_ylabel('accuracy (%)')
   axes.set_ylim(0, 110)
   axes.legend(ncol=len(bars), loc='upper center')
-  axes.set_title(f'L∞ ε = {_EPSILON.value}, mean ± std over seeds')
+  axes.set_title(f'L∞ ε = {_EPSILON.value}, mean ± std over seeds' if len(bars) > 1
+                 else 'clean test accuracy, mean ± std over seeds')
   figure.tight_layout()
   figure.savefig(path, dpi=120)
   plt.close(figure)

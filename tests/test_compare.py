@@ -77,3 +77,14 @@ def test_set_refuses_keys_that_flags_set(tmp_path, override):
   with pytest.raises(subprocess.CalledProcessError) as error:
     _table(tmp_path, [_record('erm_fashion_mnist', 0, 0.9, 0.1, None)], f'--set={override}')
   assert f'--set={override}: compare.py sets' in error.value.stderr
+
+
+def test_text_only_table_has_no_attack_columns(tmp_path):
+  records = [dict(_record(f'text_{name}', seed, clean, 0.0, None), fgsm=None, pgd=None,
+                  attack_examples=None, epsilon=None, pgd_steps=None)
+             for name, clean in (('erm', 0.80), ('fgm', 0.75)) for seed in (0, 1)]
+  specs = '--configs=configs/text.py:erm,configs/text.py:fgm'  # names only: --table_only
+  lines = _table(tmp_path, records, specs)
+  assert lines[0] == ('| config | seeds | epochs | clean, last | clean, best evaluation | '
+                      'train time per run (s) |')
+  assert lines[2].split(' | ')[3] == '80.00 ± 0.00' and 'no attacks (text data' in lines[5]
