@@ -14,7 +14,7 @@ at the same ε, whose column is the accuracy after the whole sequence (a finishe
 gets it on the next invocation; nothing retrains; a config whose seeds do not all have it shows
 the mean over those that do, with their count). Text datasets (token ids: no pixels to attack)
 get clean accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar
-in the plot). Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and
+in the plot), and a table of text runs only has no attack columns. Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and
 `accuracy.png` (bar plot). `--set` applies config overrides to every config, as benchmark.py's
 (`robust_jax/config_overrides.py`), e.g. `--set=dataset.max_length=136`; each record keeps them,
 and a finished run is reused only with the same ones (in any order). Keys that compare.py's own

@@ -112,14 +112,21 @@ def test_the_choice_costs_nothing_on_cpu():
 @pytest.mark.parametrize('platform, whiles', [('cpu', 0), ('cuda', 2), ('tpu', 2)])
 def test_inner_loop_unrolls_for_cpu_only(platform, whiles):
   """The gradient of a 3-step inner loop: a `while` forward and one backward on GPU/TPU, and on
-  CPU the 3 steps unrolled, whatever the default backend (the choice is made at lowering)."""
-
+  CPU the 3 steps unrolled, whatever the default backend (the choice is made at lowering); the
+  gradient is that of the same 3 steps written out by hand."""
   text = jax.export.export(jax.jit(jax.grad(_inner_loop_loss)), platforms=[platform])(
       *_INNER_LOOP_ARGS).mlir_module()
   assert text.count('stablehlo.while') == whiles
   assert text.count('stablehlo.tanh') == (3 if platform == 'cpu' else 1)
   rolled = jax.grad(functools.partial(_inner_loop_loss, unroll=False))(*_INNER_LOOP_ARGS)
   np.testing.assert_allclose(jax.grad(_inner_loop_loss)(*_INNER_LOOP_ARGS), rolled, rtol=1e-6)
+
+  def by_hand(weights, carry):
+    carry = carry + 1 * jnp.tanh(carry @ weights)
+    carry = carry + 2 * jnp.tanh(carry @ weights)
+    return (carry + 3 * jnp.tanh(carry @ weights)).sum()
+
+  np.testing.assert_allclose(rolled, jax.grad(by_hand)(*_INNER_LOOP_ARGS), rtol=1e-6)
 
 
 def _inner_loop_loss(weights, carry, unroll=None):
