@@ -17,11 +17,13 @@ from typing import Any
 
 import ml_collections
 
+from robust_jax.errors import UserError
+
 __all__ = ['ConfigError', 'Field', 'Schema', 'boolean', 'check_section', 'integer', 'one_of',
            'positive_real', 'probability', 'real', 'sequence_of', 'text']
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A config value is missing, unknown, of the wrong type or out of range."""
 
 

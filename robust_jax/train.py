@@ -21,7 +21,8 @@ import jax
 import numpy as np
 import tqdm
 
-from robust_jax import checkpointing, clean_accuracy, config_schema, data, json_utils, metric_writer
+from robust_jax import checkpointing, clean_accuracy, config_schema, data, errors, json_utils
+from robust_jax import metric_writer
 from robust_jax import objectives, optim, preemption, sharding, train_state, train_step, validation
 from robust_jax import workdir as workdir_lib
 from robust_jax.data import pipeline
@@ -30,7 +31,7 @@ from robust_jax.models import build_model
 __all__ = ['NonFiniteLossError', 'train_and_evaluate']
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.UserError, FloatingPointError):
   """Training produced a NaN or infinite loss; the last good checkpoint is kept."""
 
 

@@ -5,10 +5,12 @@ import dataclasses
 
 import numpy as np
 
+from robust_jax.errors import UserError
+
 __all__ = ['DatasetError', 'Split', 'Splits']
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
   """A dataset is missing or malformed; the message says how to get it."""
 
 
