@@ -156,7 +156,7 @@ def main(argv=None) -> list[dict]:
     if model not in MODELS:
       parser.error(f'--models={args.models}: {model!r} is not one of {", ".join(MODELS)}')
 
-  splits = idx.load_idx_folder(args.data)
+  splits = idx.load_idx_folder(args.data).checked(rj.data.SPECS['fashion_mnist'])
   train_images = splits.train.images[:args.train_examples]
   train_labels = splits.train.labels[:args.train_examples]
   test_images = jnp.asarray(splits.test.images[:args.test_examples], jnp.float32) / 255

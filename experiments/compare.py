@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 r"""Trains a list of configs over several seeds, evaluates each, and writes a comparison table.
 
     python experiments/compare.py --output_dir=workdirs/compare_fashion_mnist \

@@ -118,10 +118,50 @@ def _parse(where: str, text: str, current):
     except (SyntaxError, ValueError):
       return text
   try:
-    return parser.parse(text)
+    value = parser.parse(text)
   except ValueError:
     raise config_schema.ConfigError(f'{where}={text!r}: must be of type {type(current).__name__}, '
                                     f'like its current value {current!r}') from None
+  if isinstance(current, (tuple, list)):
+    _check_sequence(where, text, value, current)
+  return value
+
+
+def _check_sequence(where: str, text: str, value: tuple, current) -> None:
+  """A `ConfigError` for a sequence override the tuple parser read as one string although it
+  names several items or a tuple (commas, brackets or quotes inside: quoting went wrong on the
+  command line, e.g. `--config.model.widths='"(8,16)"'`), or for strings where the current value
+  holds numbers."""
+  if len(value) == 1 and isinstance(value[0], str):
+    item = value[0]
+    inner = item.strip().strip('\'"').strip()
+    bracketed = inner[:1] in '([' and inner[-1:] in ')]'
+    if bracketed:
+      inner = inner[1:-1]
+    if bracketed or ',' in inner or inner != item:
+      strings = bool(current) and all(isinstance(v, str) for v in current)
+      intended = tuple(_item(piece.strip().strip('\'"'), strings)
+                       for piece in inner.split(',') if piece.strip())
+      raise config_schema.ConfigError(
+          f'{where}={text!r}: read as the one string {item!r}; write a tuple in double quotes, '
+          f'--{where}="{intended!r}"')
+  numbers = bool(current) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                  for v in current)
+  if numbers and any(isinstance(v, str) for v in value):
+    raise config_schema.ConfigError(
+        f'{where}={text!r}: must be a tuple of numbers, like its current value '
+        f'{tuple(current)!r}; e.g. --{where}="{tuple(current)!r}"')
+
+
+def _item(text: str, strings: bool):
+  """One item of a sequence written without brackets: the text for a sequence of strings, else
+  the Python literal it spells (a number), else the text."""
+  if strings:
+    return text
+  try:
+    return ast.literal_eval(text)
+  except (SyntaxError, ValueError):
+    return text
 
 
 __all__ = ['PREFIX', 'SWITCHABLE', 'apply_overrides', 'split_argv', 'split_overrides']

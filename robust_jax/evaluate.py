@@ -17,19 +17,26 @@ AutoAttack beside FGSM and PGD-k instead (`robustness.evaluate_autoattack`): rob
 each attack, each attack's seconds and the gradient-masking flags, written into `--output_dir`
 (default W/PRESET, so W/robustness is kept). `--autoattack_settings` shrinks its budgets (keys of
 `attacks.AutoAttackSettings`).
+
+A checkpoint is evaluated with the config that trained it (`runs.load_run`); a damaged one is
+refused. A text run (token ids: no pixels to attack) gets its clean accuracy on the first
+`--num_examples` test texts. Where the results go is checked before any attack runs, and every
+expected failure is one line, `error: ...`, with exit status 1 (`robust_jax.cli`).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import sys
+import tempfile
 
 from absl import app, flags, logging
 
-from robust_jax import attacks, checkpointing, config_schema, data, json_utils, robustness
+from robust_jax import attacks, checkpointing, clean_accuracy, cli, config_schema, data, json_utils
+from robust_jax import robustness
+from robust_jax.data import pipeline
 from robust_jax.runs import load_run
 
-__all__ = ['main']
+__all__ = ['checkpoint_location', 'evaluate_text', 'main', 'require_writable']
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints).')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'A checkpoint directory W/checkpoints/STEP.')
@@ -63,36 +70,94 @@ def autoattack_settings(preset: str | None, items: list[str]) -> attacks.AutoAtt
   return attacks.AutoAttackSettings(**values)
 
 
+def checkpoint_location(checkpoint: str) -> tuple[str, int]:
+  """(workdir, step) of `--checkpoint=W/checkpoints/STEP`; ConfigError (one line) otherwise."""
+  path = os.path.abspath(checkpoint.rstrip('/'))
+  folder, name = os.path.split(path)
+  if os.path.basename(folder) != 'checkpoints' or not name.isdigit():
+    raise config_schema.ConfigError(
+        f'--checkpoint={checkpoint}: must name a step folder W/checkpoints/STEP (STEP a number, '
+        f'e.g. W/checkpoints/{_a_step(folder) or 1000}); for the newest use --workdir=W')
+  return os.path.dirname(folder), int(name)
+
+
+def _a_step(folder: str) -> int | None:
+  steps = checkpointing.saved_steps(folder)
+  return steps[-1] if steps else None
+
+
+def require_writable(output_dir: str) -> None:
+  """Creates `output_dir` and checks a file can be written in it, before any attack runs.
+
+  Raises OSError (reported in one line by `robust_jax.cli`) when it is a file or not writable.
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  with tempfile.NamedTemporaryFile(dir=output_dir, prefix='.write_check'):
+    pass
+
+
+def evaluate_text(model, params, model_state, test_split, config, mesh, step: int) -> dict:
+  """Clean accuracy of a text run: its inputs are token ids, so no pixel attack applies."""
+  if config.robustness.num_examples:
+    test_split = test_split.first(config.robustness.num_examples)
+  evaluate = clean_accuracy.make_clean_eval_fn(model, mesh, data.eval_input_fn_for(config.dataset))
+  batches = pipeline.make_eval_batches(test_split, config.eval.batch_size, mesh)
+  metrics = {k: float(v) for k, v in evaluate(params, model_state, batches).items()}
+  return {'modality': 'text', 'accuracy': metrics['accuracy'], 'loss': metrics['loss'],
+          'num_examples': len(test_split), 'checkpoint_step': step}
+
+
+def _override_settings(settings) -> None:
+  if _EPSILONS.value:
+    settings.epsilons = tuple(_EPSILONS.value)
+  if _ATTACKS.value:
+    settings.attacks = tuple(_ATTACKS.value)
+  if _NUM_EXAMPLES.value is not None:
+    settings.num_examples = _NUM_EXAMPLES.value
+  config_schema.check_section('config.robustness', settings, robustness.SCHEMA)
+
+
+def _write(output_dir: str, results: dict, table: str) -> None:
+  json_utils.dump(results, os.path.join(output_dir, 'robustness.json'))
+  with open(os.path.join(output_dir, 'robustness.md'), 'w') as f:
+    f.write(table + '\n')
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  step = None
-  workdir = _WORKDIR.value
+  step, workdir = None, _WORKDIR.value
   if _CHECKPOINT.value:
-    checkpoint = os.path.abspath(_CHECKPOINT.value.rstrip('/'))
-    workdir, step = os.path.dirname(os.path.dirname(checkpoint)), int(os.path.basename(checkpoint))
+    workdir, step = checkpoint_location(_CHECKPOINT.value)
   if not workdir:
-    sys.exit('error: give --workdir or --checkpoint')
+    raise config_schema.ConfigError('give --workdir=W (the newest checkpoint) or '
+                                    '--checkpoint=W/checkpoints/STEP')
   try:
     autoattack_budgets = autoattack_settings(_PRESET.value, _AUTOATTACK_SETTINGS.value)
     if _PRESET.value and _ATTACKS.value:
       raise ValueError(f'--attacks: the preset {_PRESET.value!r} picks its attacks; drop --attacks')
   except ValueError as e:
-    sys.exit(f'error: {e}')
-  try:
-    config, model, params, model_state, splits, mesh = load_run(workdir, step)
-    settings = config.robustness
-    if _EPSILONS.value:
-      settings.epsilons = tuple(_EPSILONS.value)
-    if _ATTACKS.value:
-      settings.attacks = tuple(_ATTACKS.value)
-    if _NUM_EXAMPLES.value is not None:
-      settings.num_examples = _NUM_EXAMPLES.value
-    config_schema.check_section('config.robustness', settings, robustness.SCHEMA)
-  except (config_schema.ConfigError, data.DatasetError, FileNotFoundError) as e:
-    sys.exit(f'error: {e}')
-  if step is None:  # load_run restored the newest checkpoint
-    step = checkpointing.saved_steps(os.path.join(workdir, 'checkpoints'))[-1]
+    raise config_schema.ConfigError(str(e)) from None
+  output_dir = _OUTPUT_DIR.value or os.path.join(workdir, _PRESET.value or 'robustness')
+  config, model, params, model_state, splits, mesh = load_run(workdir, step)
+  step = checkpointing.saved_steps(os.path.join(workdir, 'checkpoints'))[-1] if step is None else step
+  settings = config.robustness
+  _override_settings(settings)
+  text = data.spec_for(config.dataset).modality == 'text'
+  if text and (_PRESET.value or _ATTACKS.value or _EPSILONS.value):
+    raise config_schema.ConfigError(
+        f'{workdir} is a text run ({config.dataset.name}): its inputs are token ids, so the pixel '
+        'attacks of --preset, --attacks and --epsilons do not apply; drop them for clean accuracy')
+  require_writable(output_dir)
+  if text:
+    results = evaluate_text(model, params, model_state, splits.test, config, mesh, step)
+    table = (f'| test texts | clean accuracy (%) |\n|---|---|\n| {results["num_examples"]} | '
+             f'{100 * results["accuracy"]:.2f} |\n\nText run (token ids): no pixels to attack; '
+             f'checkpoint at step {step}.')
+    _write(output_dir, results, table)
+    print(table)
+    print(f'wrote {output_dir}/robustness.{{json,md}}')
+    return
   if _PRESET.value:
     results = robustness.evaluate_autoattack(model, params, model_state, splits.test, settings,
                                              mesh, preset=_PRESET.value,
@@ -101,12 +166,8 @@ def main(argv):
   else:
     results = robustness.evaluate(model, params, model_state, splits.test, settings, mesh,
                                   checkpoint_step=step)
-  output_dir = _OUTPUT_DIR.value or os.path.join(workdir, _PRESET.value or 'robustness')
-  os.makedirs(output_dir, exist_ok=True)
   table = robustness.markdown_table(results)
-  json_utils.dump(results, os.path.join(output_dir, 'robustness.json'))
-  with open(os.path.join(output_dir, 'robustness.md'), 'w') as f:
-    f.write(table + '\n')
+  _write(output_dir, results, table)
   robustness.plot(results, os.path.join(output_dir, 'robustness.png'),
                   title=f'{config.model.name} on {config.dataset.name}')
   print(table)
@@ -115,4 +176,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(lambda argv: cli.run(lambda: main(argv)))

@@ -8,16 +8,18 @@ r"""Trains one experiment config.
 (`robust_jax.config_overrides`): component switches such as `--config.adversary.name=pgd` first,
 with that component's defaults, then every other override, then the whole config is validated.
 Rerunning the same command resumes from the newest checkpoint in --workdir.
+
+A mistake the user can fix (a config value, the data, the workdir, a damaged checkpoint, a NaN
+loss, a full disk) ends the command with one line, `error: ...`, and exit status 1
+(`robust_jax.cli`); `ROBUST_JAX_TRACEBACK=1` shows the full traceback instead.
 """
 from __future__ import annotations
 
-import functools
 import sys
 
 from absl import app, flags, logging
 
-from robust_jax import config_overrides, config_schema, runs, train
-from robust_jax.data import DatasetError
+from robust_jax import cli, config_overrides, config_schema, runs, train
 
 __all__ = ['load_config', 'main']
 
@@ -32,33 +34,27 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def load_config(spec: str, overrides: list[str]):
   """The config file `spec` ('configs/x.py:variant') with `overrides` ('KEY=VALUE') applied."""
-  try:
-    config = runs.load_config_file(spec)
-  except (OSError, ValueError) as e:  # a missing file, an unknown variant
-    raise config_schema.ConfigError(f'--config={spec}: {e}') from None
-  return config_overrides.apply_overrides(config, overrides)
+  return config_overrides.apply_overrides(runs.load_config_file(spec), overrides)
 
 
 def main(argv, overrides: list[str]):
   del argv
   logging.set_verbosity(logging.WARNING)  # keep orbax's INFO lines off the progress bar
-  try:
-    config = load_config(_CONFIG.value, overrides)
-    results = train.train_and_evaluate(config, _WORKDIR.value,
-                                       allow_config_change=_ALLOW_CONFIG_CHANGE.value)
-  except (config_schema.ConfigError, DatasetError) as e:
-    sys.exit(f'error: {e}')
+  if not _WORKDIR.value.strip():
+    raise config_schema.ConfigError('--workdir is empty: name the folder that holds (or will '
+                                    'hold) the run, e.g. --workdir=workdirs/my_run')
+  config = load_config(_CONFIG.value, overrides)
+  results = train.train_and_evaluate(config, _WORKDIR.value,
+                                     allow_config_change=_ALLOW_CONFIG_CHANGE.value)
   if 'stopped_at_step' in results:
     print(f'interrupted by {results.get("signal", "request")}: saved a checkpoint at step '
           f'{results["stopped_at_step"]} in {_WORKDIR.value}; rerun the same command to resume')
     return
+  noun = 'texts' if results['modality'] == 'text' else 'images'
   print(f'test accuracy: {results["test_accuracy"]:.4f} on {results["num_test_examples"]} test '
-        f'images after {results["epochs"]:g} epochs ({results["steps"]} steps)')
+        f'{noun} after {results["epochs"]:.3g} epochs ({results["steps"]} steps)')
 
 
 if __name__ == '__main__':
-  try:
-    remaining_argv, config_overrides_given = config_overrides.split_argv(sys.argv)
-  except config_schema.ConfigError as error:
-    sys.exit(f'error: {error}')
-  app.run(functools.partial(main, overrides=config_overrides_given), argv=remaining_argv)
+  remaining_argv, config_overrides_given = cli.run(lambda: config_overrides.split_argv(sys.argv))
+  app.run(lambda argv: cli.run(lambda: main(argv, config_overrides_given)), argv=remaining_argv)

@@ -53,22 +53,56 @@ SQUARE_TOLERANCE = 0.01  # Square may break at most this fraction of the example
 
 
 def parse_epsilon(text: str) -> float:
-  """'8/255' -> 8/255; '0.1' -> 0.1. Raises ValueError on anything else."""
+  """'8/255' -> 8/255; '0.1' -> 0.1. Raises ValueError on anything else, and on a number no float
+  holds ('1e400', which would be inf; '1e-400', which would be 0 although it is not)."""
+  problem = _epsilon_problem(text)
+  if problem:
+    raise ValueError(f'{text!r}: {problem}')
   return float(fractions.Fraction(text))
 
 
-def _is_epsilon(text) -> bool:
+def _epsilon_problem(text) -> str:
+  """'' when `text` is an ε: a finite number >= 0 as text that a float holds; else why not."""
+  if not isinstance(text, str):
+    return "must be text, e.g. '0.1' or '8/255' (each ε is reported as written)"
   try:
-    return parse_epsilon(text) >= 0
+    value = fractions.Fraction(text)
   except (ValueError, ZeroDivisionError):
-    return False
+    return "must be a finite number as text, e.g. '8/255' or '0.1'"
+  if value < 0:
+    return 'must be >= 0'
+  try:
+    number = float(value)
+  except OverflowError:
+    return 'must be a finite number (a float would be inf)'
+  if value and not number:
+    return 'must be 0 or a number a float holds (this one would be 0.0)'
+  return ''
+
+
+def _epsilons_problem(texts) -> str:
+  """'' when `texts` is a non-empty sequence of distinct ε values; else the first problem."""
+  if not texts:
+    return "must hold at least one ε as text, e.g. ('0', '8/255')"
+  seen = {}
+  for text in texts:
+    problem = _epsilon_problem(text)
+    if problem:
+      return f'{text!r} {problem}'
+    value = fractions.Fraction(text)
+    if value in seen:
+      return f'{text!r} repeats the ε of {seen[value]!r}; give each ε once'
+    seen[value] = text
+  return ''
 
 
 SCHEMA: cs.Schema = {
     'norm': cs.one_of(*attacks.NORMS),
-    'epsilons': cs.sequence_of(cs.Field((str,), _is_epsilon, "a number as text, e.g. '8/255'"),
-                               min_length=1),
-    'attacks': cs.sequence_of(cs.one_of(*ATTACKS), min_length=1),
+    # finite numbers >= 0 as text, each once; reported as given
+    'epsilons': cs.Field((tuple, list), lambda v: not _epsilons_problem(v),
+                         "a sequence of ε as text, each a finite number >= 0, e.g. ('0', '8/255')",
+                         _epsilons_problem),
+    'attacks': cs.sequence_of(cs.one_of(*ATTACKS), min_length=1, unique=True),
     'pgd_steps': cs.integer(1),
     'pgd_relative_step_size': cs.positive_real(),  # PGD step = this × ε
     'pgd_restarts': cs.integer(1),
@@ -77,8 +111,13 @@ SCHEMA: cs.Schema = {
     'num_examples': cs.integer(0),  # 0 = the full test set; else the first N test examples
     'batch_size': cs.integer(1),
     'model_mode': cs.one_of(*MODEL_MODES),
-    'large_epsilon': cs.Field((str,), _is_epsilon, "a number as text, e.g. '0.5'"),
-    'seed': cs.integer(0),
+    # > 0: the sanity check that a large ε drives accuracy to chance
+    'large_epsilon': cs.Field(
+        (str,), lambda v: not _epsilon_problem(v) and fractions.Fraction(v) > 0,
+        "must be a number > 0 as text, e.g. '0.5'",
+        lambda v: _epsilon_problem(v) or 'must be > 0 (the sanity check that a large ε drives '
+        'accuracy to chance needs an ε > 0)'),
+    'seed': cs.seed(),
 }
 
 
@@ -158,8 +197,7 @@ def evaluate(model, params, model_state, test_split, config, mesh,
   """Accuracy per ε (as given) and attack, the worst case, the sanity checks made and the warnings
   of those that failed, and what was run: examples, `checkpoint_step`, attack settings, seeds."""
   if config.num_examples:
-    test_split = type(test_split)(test_split.images[:config.num_examples],
-                                  test_split.labels[:config.num_examples])
+    test_split = test_split.first(config.num_examples)
   batch_size = eval_batch_size(len(test_split), config.batch_size, mesh.size)
   batches = pipeline.make_eval_batches(test_split, batch_size, mesh)
   batch_fn = make_batch_fn(model, config)
@@ -258,8 +296,7 @@ def evaluate_autoattack(model, params, model_state, test_split, config, mesh, *,
     raise ValueError(f'preset={preset!r}: must be one of {", ".join(map(repr, PRESETS))}')
   version = PRESETS[preset]
   if config.num_examples:
-    test_split = type(test_split)(test_split.images[:config.num_examples],
-                                  test_split.labels[:config.num_examples])
+    test_split = test_split.first(config.num_examples)
   images = np.asarray(test_split.images, np.float32) / 255.0  # as pipeline.to_unit_float
   labels = np.asarray(test_split.labels, np.int32)
   batch_size = eval_batch_size(len(labels), config.batch_size, mesh.size)

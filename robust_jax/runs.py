@@ -9,35 +9,102 @@ import ml_collections
 
 from robust_jax import data, sharding, validation, workdir as workdir_lib
 from robust_jax.checkpointing import Checkpointer, saved_steps
+from robust_jax.config_schema import ConfigError
+from robust_jax.errors import UserError
 from robust_jax.models import build_model
 
-__all__ = ['config_name', 'load_config', 'load_config_file', 'load_run']
+__all__ = ['MODIFIERS', 'RunNotFoundError', 'config_name', 'load_config', 'load_config_file',
+           'load_run', 'make_quick']
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """The config of 'configs/x.py:variant' (variant optional), as `--config` of robust_jax.main."""
+  """The config of 'configs/x.py:variant' (variant optional), as `--config` of robust_jax.main.
+
+  Modifiers follow the variant after another colon and apply to any config (`MODIFIERS`):
+  'configs/amp.py:quick' (the default variant, one epoch) or
+  'configs/text.py:offline_ag_news_gru_amp:quick'.
+
+  Raises ConfigError (one line, naming `--config=spec`) when the file is missing, does not run
+  (e.g. a syntax error: the line is named), has no `get_config(arg)`, does not know the variant, or
+  returns something other than an `ml_collections.ConfigDict`.
+  """
   path, _, variant = spec.partition(':')
+  variant, *modifiers = variant.split(':')
+  where = f'--config={spec}'
+  unknown = sorted(set(modifiers) - set(MODIFIERS))
+  if unknown:
+    raise ConfigError(f'{where}: unknown modifier {unknown[0]!r} after the variant; known: '
+                      f'{", ".join(MODIFIERS)}')
+  if not os.path.isfile(path):
+    raise ConfigError(f'{where}: no such file {path!r}' + (
+        '' if path.endswith('.py') else ' (a config is a Python file, e.g. configs/erm.py)'))
   module_spec = importlib.util.spec_from_file_location('experiment_config', path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant or None)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ConfigError(f'{where}: {e.msg} at line {e.lineno} of {path}') from None
+  except Exception as e:  # pylint: disable=broad-except  # the user's code failed on import
+    raise ConfigError(f'{where}: importing {path} raised {type(e).__name__}: {e}') from None
+  get_config = getattr(module, 'get_config', None)
+  if not callable(get_config):
+    raise ConfigError(f'{where}: {path} defines no get_config(arg=None) function returning an '
+                      'ml_collections.ConfigDict')
+  if variant in MODIFIERS and variant not in _variants_of(module):  # 'x.py:quick'
+    variant, modifiers = '', [variant, *modifiers]
+  try:
+    config = get_config(variant or None)
+  except ValueError as e:  # parse_variant's unknown variant, or the file's own check
+    raise ConfigError(f'{where}: {e}') from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f'{where}: get_config({variant or None!r}) returned {type(config).__name__}; '
+                      'it must return an ml_collections.ConfigDict (start from '
+                      'robust_jax.config_defaults.default_config())')
+  for modifier in modifiers:
+    MODIFIERS[modifier](config)
+  return config
+
+
+def _variants_of(module) -> tuple[str, ...]:
+  return tuple(getattr(module, 'VARIANTS', ()))
+
+
+def make_quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `quick` modifier of every config, for a first look: one epoch, and a text run evaluates
+  on the first 1,000 test texts; model, method, data and batch stay as the config has them."""
+  config.train.num_epochs, config.train.num_steps = 1, 0
+  if data.spec_for(config.dataset).modality == 'text':
+    config.eval.num_examples = QUICK_TEXT_EVAL_EXAMPLES
+  return config
+
+
+QUICK_TEXT_EVAL_EXAMPLES = 1000
+# Modifiers any config takes after its variant: --config=configs/x.py:VARIANT:quick, or
+# configs/x.py:quick for the default variant.
+MODIFIERS = {'quick': make_quick}
 
 
 def config_name(spec: str) -> str:
-  """'configs/amp.py:fashion_mnist' -> 'amp_fashion_mnist'."""
+  """'configs/amp.py:fashion_mnist' -> 'amp_fashion_mnist'; 'configs/amp.py:fashion_mnist:quick'
+  -> 'amp_fashion_mnist_quick'."""
   path, _, variant = spec.partition(':')
   name = os.path.splitext(os.path.basename(path))[0]
-  return f'{name}_{variant}' if variant else name
+  return '_'.join([name, *filter(None, variant.split(':'))])
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The validated config that trained the newest weights of `workdir` (see `workdir.read_config`).
+class RunNotFoundError(UserError, FileNotFoundError):
+  """The folder is not a training workdir, or has no checkpoint (for the step asked for)."""
 
-  Raises FileNotFoundError when `workdir` has no config.json.
+
+def load_config(workdir: str, step: int | None = None) -> ml_collections.ConfigDict:
+  """The validated config that trained the checkpoint at `step` of `workdir` (default: the newest
+  weights; see `workdir.read_config`).
+
+  Raises RunNotFoundError when `workdir` has no config.json.
   """
-  config = workdir_lib.read_config(workdir)
+  config = workdir_lib.read_config(workdir, step)
   if config is None:
-    raise FileNotFoundError(f'{workdir}: not a training workdir (it has no config.json)')
+    raise RunNotFoundError(f'{workdir}: not a training workdir (it has no config.json)')
   validation.validate_config(config)
   return config
 
@@ -45,18 +112,23 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def load_run(workdir: str, step: int | None = None, devices=None):
   """(config, model, params, model_state, data splits, mesh) of a training workdir.
 
-  step: the checkpoint to load (default: the newest). Raises FileNotFoundError in one line when
-  `workdir` is not a training workdir or has no checkpoint for `step`.
+  step: the checkpoint to load (default: the newest), with the config that trained it (changes
+  recorded from `step` on are not applied). Raises RunNotFoundError in one line when `workdir` is
+  not a training workdir or has no checkpoint; a damaged checkpoint is refused
+  (`checkpointing.Checkpointer.restore`), never replaced by an older one.
   """
-  config = load_config(workdir)
   directory = os.path.join(workdir, 'checkpoints')
-  if not saved_steps(directory):
-    raise FileNotFoundError(f'no checkpoint in {directory}')
+  steps = saved_steps(directory)
+  if not steps:
+    load_config(workdir)  # not being a workdir at all is the first thing to say
+    raise RunNotFoundError(f'no checkpoint in {directory}: train first, or name another workdir')
+  step = steps[-1] if step is None else step
+  config = load_config(workdir, step)
   mesh = sharding.make_mesh(devices)
   template = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)),
       workdir_lib.train_state_shapes(config))
-  checkpointer = Checkpointer(directory)
+  checkpointer = Checkpointer(directory, read_only=True)  # a training may hold the workdir
   try:
     state = checkpointer.restore(template, step)
   finally:

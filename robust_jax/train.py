@@ -1,16 +1,19 @@
 """The training loop: data on device, one compiled step, logging, evaluation and checkpoints.
 
-`train_and_evaluate(config, workdir)` validates the config, checks that `workdir` holds this
-experiment (`robust_jax.workdir`), restores the newest checkpoint in it if there is one (so
-rerunning the same command resumes), trains `num_steps` steps (or `num_epochs` epochs) with a
-progress bar, logs one JSON line per `log_every_steps` and TensorBoard summaries, evaluates clean
-test accuracy on the full test set every `eval_every_epochs` and at the end, and checkpoints every
-`checkpoint_every_steps`, every `checkpoint_every_minutes` and at the end. SIGTERM or SIGINT
+`train_and_evaluate(config, workdir)` validates the config, locks `workdir` for this run
+(`robust_jax.workdir_lock`), checks that it holds this experiment (`robust_jax.workdir`), restores
+the newest intact checkpoint in it if there is one (so rerunning the same command resumes; damaged
+ones are skipped, `robust_jax.checkpointing`), trains `num_steps` steps (or `num_epochs` epochs)
+with a progress bar, logs one JSON line per `log_every_steps` and TensorBoard summaries (each line
+says how many steps its means cover: the first after a resume covers only the steps since the
+resume), evaluates clean test accuracy on the test set (its first `eval.num_examples`; 0 = all)
+every `eval_every_epochs` and at the end, and checkpoints
+every `checkpoint_every_steps`, every `checkpoint_every_minutes` and at the end. SIGTERM or SIGINT
 (preemption, Ctrl-C) checkpoints at the next step and returns (`robust_jax.preemption`). A
-non-finite loss stops the run and keeps the last good checkpoint. A resumed run ends with exactly
-the parameters of an uninterrupted one, and logs every step once: data order, augmentation and every
-random draw are functions of (seed, step), and each step's logging and evaluation happen before its
-checkpoint.
+non-finite loss stops the run and keeps the last good checkpoint; results.json is written only with
+a finite test loss. A resumed run ends with exactly the parameters of an uninterrupted one, and logs
+every step once: data order, augmentation and every random draw are functions of (seed, step), and
+each step's logging and evaluation happen before its checkpoint.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from robust_jax import checkpointing, clean_accuracy, config_schema, data, error
 from robust_jax import metric_writer
 from robust_jax import objectives, optim, preemption, sharding, train_state, train_step, validation
 from robust_jax import workdir as workdir_lib
+from robust_jax import workdir_lock
 from robust_jax.data import pipeline
 from robust_jax.models import build_model
 
@@ -45,7 +49,9 @@ class _MetricBuffer:
     self._pending.append(metrics)
 
   def flush(self, step: int, batch_size: int) -> dict[str, float] | None:
-    """Mean of the buffered metrics plus images/s; raises NonFiniteLossError on a bad loss."""
+    """Mean of the buffered metrics, images/s and the number of steps averaged (the first line
+    after a resume covers only the steps since the resume); raises NonFiniteLossError on a bad
+    loss."""
     if not self._pending:
       return None
     fetched = jax.device_get(self._pending)
@@ -57,6 +63,7 @@ class _MetricBuffer:
     now = time.perf_counter()
     means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
     means['images_per_s'] = len(fetched) * batch_size / (now - self._since)
+    means['steps_averaged'] = len(fetched)  # fewer than log_every_steps after a resume
     self._pending, self._since = [], now
     return means
 
@@ -67,7 +74,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
 
   Returns {'test_accuracy', 'test_loss' (at the last step), 'best_test_accuracy',
   'best_test_step' (over every evaluation of the run, resumed parts included: the AMP code reports
-  the best epoch), 'steps', 'epochs', 'num_test_examples', 'devices'} (also written to
+  the best epoch), 'steps', 'epochs', 'num_test_examples', 'modality' ('image' or 'text'),
+  'devices'} (also written to
   results.json), or {'stopped_at_step': step} when the run stopped early with a
   checkpoint at `step`, plus 'signal': 'SIGTERM' or 'SIGINT' when a signal stopped it.
 
@@ -78,7 +86,10 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
     array shape (see `robust_jax.workdir.claim`); the change is recorded in config_history.jsonl.
 
   Raises `workdir.WorkdirError` (a `ConfigError`) when the workdir holds another experiment or not
-  every process can see it, before anything is written.
+  every process can see it, before anything is written, and its subclass
+  `workdir_lock.WorkdirLockedError` at once when another run is training in it (the lock is held
+  until this returns or raises). A damaged checkpoint is skipped with a printed line, and training
+  resumes from the newest intact one; `checkpointing.CheckpointError` when none is intact.
   """
   validation.validate_config(config)
   sharding.maybe_initialize_distributed(config.distributed)
@@ -88,21 +99,31 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
     raise config_schema.ConfigError(
         f'config.train.batch_size={batch_size}: must be divisible by the {mesh.size} devices')
   os.makedirs(workdir, exist_ok=True)
-  workdir_lib.require_shared_storage(workdir)
-  checkpoint_dir = os.path.join(workdir, 'checkpoints')
-  checkpoint_steps = checkpointing.saved_steps(checkpoint_dir)
-  workdir_lib.claim(workdir, config, checkpoint_steps[-1] if checkpoint_steps else None,
-                    allow_config_change)
+  with workdir_lock.hold(workdir):
+    return _train(config, workdir, mesh, stop_after_steps, allow_config_change)
 
+
+def _train(config, workdir: str, mesh, stop_after_steps: int | None,
+           allow_config_change: bool) -> dict:
+  """`train_and_evaluate` once this run holds `workdir`."""
+  batch_size = config.train.batch_size
   spec = data.spec_for(config.dataset)
   rate_label = 'txt_s' if spec.modality == 'text' else 'img_s'  # examples/s in the progress bar
+  noun = 'texts' if spec.modality == 'text' else 'images'
   splits = data.load_splits(config.dataset)
   if len(splits.train) < batch_size:
     raise config_schema.ConfigError(f'config.train.batch_size={batch_size}: larger than the '
                                     f'{len(splits.train)} training examples')
+  steps_per_epoch = pipeline.steps_per_epoch(len(splits.train), batch_size)
+  workdir_lib.require_shared_storage(workdir)
+  checkpoint_dir = os.path.join(workdir, 'checkpoints')
+  checkpoint_steps = checkpointing.saved_steps(checkpoint_dir)
+  workdir_lib.claim(workdir, config, checkpoint_steps[-1] if checkpoint_steps else None,
+                    allow_config_change, steps_per_epoch=steps_per_epoch)
+
   train_split = pipeline.put_split(splits.train, mesh)
-  test_batches = pipeline.make_eval_batches(splits.test, config.eval.batch_size, mesh)
-  steps_per_epoch = pipeline.steps_per_epoch(train_split.num_examples, batch_size)
+  test_split = splits.test.first(config.eval.num_examples or len(splits.test))
+  test_batches = pipeline.make_eval_batches(test_split, config.eval.batch_size, mesh)
   total_steps = config.train.num_steps or config.train.num_epochs * steps_per_epoch
 
   model = build_model(config.model, spec, objectives.build_feature_transforms(config),
@@ -114,6 +135,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
       data.augment_fn_for(config.dataset),
       step_key, mesh, config.train.log_grad_norm)
   evaluate = clean_accuracy.make_clean_eval_fn(model, mesh, data.eval_input_fn_for(config.dataset))
+  evaluate_test = lambda state: {k: float(v) for k, v in evaluate(
+      state.params, state.model_state, test_batches).items()}
   epoch_batches = pipeline.make_epoch_batches_fn(mesh, train_split.num_examples, batch_size)
   take_batch = jax.jit(lambda batches, i: jax.tree.map(lambda a: a[i], batches),
                        out_shardings=sharding.batch_sharded(mesh))
@@ -123,13 +146,20 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   checkpointer = checkpointing.Checkpointer(
       checkpoint_dir, config.train.max_checkpoints_to_keep,
       keep_steps=workdir_lib.protected_steps(workdir, checkpoint_steps))
-  state = checkpointer.restore_latest(state) or state
+  restored, damaged = checkpointer.restore_latest(state)
+  state = restored or state
   step = start_step = int(state.step)
   writer = metric_writer.MetricWriter(workdir, resume_step=step)
 
   buffer = _MetricBuffer()
   progress = tqdm.tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True,
                        disable=jax.process_index() != 0)
+  for note in damaged:
+    progress.write(f'{note}; resuming from step {step}')
+  unused = optim.unused_boundaries(config.optimizer, steps_per_epoch, total_steps)
+  if unused:
+    progress.write(f'note: config.optimizer.boundaries_epochs {unused} fall at or after the end of '
+                   f'this {total_steps}-step run, so their learning-rate decays never apply')
   if step:
     progress.write(f'resuming from the checkpoint at step {step} in {workdir}')
   # One process decides alone only where no other process exists; otherwise the processes agree
@@ -168,11 +198,12 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
         epoch_done = step % steps_per_epoch == 0
         if (epoch_done and (step // steps_per_epoch) % config.train.eval_every_epochs == 0
             or step == total_steps):
-          eval_metrics = {k: float(v) for k, v in
-                          evaluate(state.params, state.model_state, test_batches).items()}
+          progress.set_description(f'evaluating on {len(test_split)} test {noun}')
+          eval_metrics = evaluate_test(state)
+          progress.set_description('')
           writer.write(step, eval_metrics, prefix='test')
           evaluations.append((step, eval_metrics['accuracy']))
-          progress.write(f'epoch {step / steps_per_epoch:g}: test accuracy '
+          progress.write(f'epoch {step / steps_per_epoch:.3g}: test accuracy '
                          f'{eval_metrics["accuracy"]:.4f}, test loss {eval_metrics["loss"]:.4f}')
         if (step % config.train.checkpoint_every_steps == 0 or step == total_steps
             or clock_ran_out or stopping):
@@ -188,14 +219,18 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
       writer.close()
 
   if eval_metrics is None:  # the run had already finished: evaluate the restored state
-    eval_metrics = {k: float(v) for k, v in
-                    evaluate(state.params, state.model_state, test_batches).items()}
+    eval_metrics = evaluate_test(state)
     evaluations = evaluations or [(step, eval_metrics['accuracy'])]
   best_step, best_accuracy = max(evaluations, key=lambda e: e[1])
   results = {'test_accuracy': eval_metrics['accuracy'], 'test_loss': eval_metrics['loss'],
              'best_test_accuracy': best_accuracy, 'best_test_step': best_step,
              'steps': step, 'epochs': step / steps_per_epoch,
-             'num_test_examples': len(splits.test), 'devices': mesh.size}
+             'num_test_examples': len(test_split), 'modality': spec.modality,
+             'devices': mesh.size}
+  if not np.isfinite(results['test_loss']):  # e.g. a damaged checkpoint from before checksums
+    raise NonFiniteLossError(
+        f'test loss is {results["test_loss"]} at step {step}, so results.json is not written; if '
+        f'the checkpoint at step {step} is damaged, move {checkpoint_dir}/{step} away and rerun')
   if jax.process_index() == 0:
     json_utils.dump(results, os.path.join(workdir, 'results.json'))
   return results

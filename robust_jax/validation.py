@@ -30,12 +30,15 @@ TRAIN_SCHEMA: cs.Schema = {
     'compute_dtype': cs.one_of(*models.COMPUTE_DTYPES, note='float16 would need loss scaling, '
                                'which robust_jax does not do'),
 }
-EVAL_SCHEMA: cs.Schema = {'batch_size': cs.integer(1)}
+EVAL_SCHEMA: cs.Schema = {
+    'batch_size': cs.integer(1),
+    'num_examples': cs.integer(0),  # clean evaluation on the first N test examples; 0 = all
+}
 DISTRIBUTED_SCHEMA: cs.Schema = {
     'initialize': cs.boolean(),  # call jax.distributed.initialize()
     'coordinator_address': cs.text(),  # '' = let JAX detect the cluster
     'num_processes': cs.integer(1),
-    'process_id': cs.integer(0),
+    'process_id': cs.integer(0),  # < num_processes (`validate_config`)
 }
 PLAIN_SECTIONS: dict[str, cs.Schema] = {
     'dataset': data.SCHEMA, 'optimizer': optim.SCHEMA, 'train': TRAIN_SCHEMA,
@@ -51,9 +54,12 @@ def validate_config(config) -> None:
   missing = [key for key in TOP_LEVEL if key not in config]
   if missing:
     raise cs.ConfigError(f'config.{missing[0]}: missing required section')
-  cs.integer(0).check('config.seed', config.seed)
+  cs.seed().check('config.seed', config.seed)
   for name, schema in PLAIN_SECTIONS.items():
     cs.check_section(f'config.{name}', config[name], schema)
+  _check_distributed(config.distributed)
+  _check_dataset(config.dataset)
+  optim.check(config)
   models.validate(config.model)
   models.check_dataset(config.model, data.spec_for(config.dataset))
   entries = [registry.validate(f'config.{name}', config[name])
@@ -67,3 +73,61 @@ def validate_config(config) -> None:
   for entry in entries:
     if entry.check is not None:
       entry.check(config)
+  models.check_dropout(config.model)  # after the components: MDL explains its own need of dropout
+
+
+def _check_distributed(distributed) -> None:
+  if not distributed.initialize:
+    unused = [(key, distributed[key]) for key, default in (
+        ('coordinator_address', ''), ('num_processes', 1), ('process_id', 0))
+              if distributed[key] != default]
+    if unused:
+      key, value = unused[0]
+      raise cs.ConfigError(f'config.distributed.{key}={value!r}: read only with '
+                           'config.distributed.initialize=True (without it each process trains '
+                           'alone, on its own devices)')
+  elif not distributed.coordinator_address:
+    given = [(key, distributed[key]) for key, default in (('num_processes', 1), ('process_id', 0))
+             if distributed[key] != default]
+    if given:
+      key, value = given[0]
+      raise cs.ConfigError(f'config.distributed.{key}={value!r}: read only with a '
+                           "config.distributed.coordinator_address ('' lets JAX detect the "
+                           'cluster, this process included)')
+  if distributed.process_id >= distributed.num_processes:
+    raise cs.ConfigError(
+        f'config.distributed.process_id={distributed.process_id}: must be < '
+        f'config.distributed.num_processes={distributed.num_processes} (processes are numbered '
+        'from 0)')
+
+
+def _check_dataset(dataset) -> None:
+  """The dataset keys against the dataset's modality and image size (`data.spec_for`)."""
+  spec = data.spec_for(dataset)
+  allowed = data.TEXT_SOURCES if spec.modality == 'text' else data.IMAGE_SOURCES
+  if dataset.source not in allowed:
+    raise cs.ConfigError(f'config.dataset.source={dataset.source!r}: {spec.name} is '
+                         f'{spec.modality} data; use one of {", ".join(allowed)}')
+  if spec.modality == 'text':  # text has no augmentation: refuse what would be ignored
+    if dataset.augmentation not in ('default', 'none'):
+      raise cs.ConfigError(f'config.dataset.augmentation={dataset.augmentation!r}: '
+                           f"{spec.name} is text; use 'default' or 'none'")
+    if dataset.autoaugment != 'none':
+      raise cs.ConfigError(f'config.dataset.autoaugment={dataset.autoaugment!r}: {spec.name} is '
+                           "text, which has no augmentation; use 'none'")
+    if dataset.cutout_length:
+      raise cs.ConfigError(f'config.dataset.cutout_length={dataset.cutout_length}: {spec.name} '
+                           'is text, which has no augmentation; use 0')
+    return
+  height, width = spec.image_shape[:2]
+  if dataset.cutout_length == 1:
+    raise cs.ConfigError('config.dataset.cutout_length=1: must be 0 (off) or >= 2 (Cutout '
+                         'zeroes a square of side 2·(length // 2): length 1 zeroes nothing)')
+  if dataset.cutout_length > min(height, width):
+    raise cs.ConfigError(
+        f'config.dataset.cutout_length={dataset.cutout_length}: must be <= {min(height, width)}, '
+        f'the side of {spec.name} images ({height}×{width}); a longer square blanks whole images')
+  if data.augmentation_for(dataset) == 'crop' and dataset.crop_padding == 0:
+    raise cs.ConfigError("config.dataset.crop_padding=0: augmentation 'crop' without padding "
+                         "leaves every image as it is; use crop_padding >= 1 or augmentation "
+                         "'none'")

@@ -33,15 +33,17 @@ from robust_jax.models import build_model
 
 CONFIG_FILE = 'config.json'
 HISTORY_FILE = 'config_history.jsonl'
-# Keys (or whole sections) that change only logging, checkpointing, evaluation batching or
-# multi-host plumbing: a resumed run ends with the same weights and results whatever they are.
+# Keys (or whole sections) that change only logging, checkpointing, evaluation or multi-host
+# plumbing: a resumed run ends with the same weights whatever they are (eval.num_examples changes
+# how many test examples the clean accuracy counts; results.json records that number).
 NEUTRAL_KEYS = ('train.log_every_steps', 'train.eval_every_epochs', 'train.log_grad_norm',
                 'train.checkpoint_every_steps', 'train.checkpoint_every_minutes',
-                'train.max_checkpoints_to_keep', 'eval.batch_size', 'robustness', 'distributed')
+                'train.max_checkpoints_to_keep', 'eval.batch_size', 'eval.num_examples',
+                'robustness', 'distributed')
 # Keys added after workdirs were first written, with the value that reproduces the older runs
 # (the text-only dataset keys: image runs never read them).
 ADDED_KEYS = {'train.num_steps': 0, 'train.checkpoint_every_minutes': 0.0,
-              'train.compute_dtype': 'float32',
+              'train.compute_dtype': 'float32', 'eval.num_examples': 0,
               **{f'dataset.{key}': value
                  for key, value in config_defaults.TEXT_DATASET_DEFAULTS.items()}}
 _ABSENT = '(absent)'
@@ -79,9 +81,14 @@ def describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
   return ', '.join(f'{key} {show(old)} -> {show(new)}' for key, old, new in changes)
 
 
-def read_config(workdir: str) -> ml_collections.ConfigDict | None:
-  """The config that trained the newest weights in `workdir` (config.json plus recorded changes
-  and `ADDED_KEYS`), or None when there is no config.json."""
+def read_config(workdir: str, step: int | None = None) -> ml_collections.ConfigDict | None:
+  """The config that trained the checkpoint at `step` of `workdir` (default: the newest weights),
+  or None when there is no config.json.
+
+  config.json plus `ADDED_KEYS`, plus the recorded changes that took effect before `step` (a
+  change recorded at step s applies to the steps after s, so the checkpoint at s was trained
+  without it).
+  """
   config = _read_json(workdir)
   if config is None:
     return None
@@ -89,6 +96,8 @@ def read_config(workdir: str) -> ml_collections.ConfigDict | None:
     section, name = key.split('.')
     config.get(section, {}).setdefault(name, value)
   for record in read_history(workdir):
+    if step is not None and record['step'] >= step:
+      continue
     for key, (_, value) in record['changes'].items():
       _set_key(config, key, value)
   return ml_collections.ConfigDict(config)
@@ -103,14 +112,17 @@ def read_history(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def claim(workdir: str, config, checkpoint_step: int | None, allow_config_change: bool) -> None:
+def claim(workdir: str, config, checkpoint_step: int | None, allow_config_change: bool,
+          steps_per_epoch: int | None = None) -> None:
   """Makes `workdir` hold `config`'s experiment, or raises WorkdirError having written nothing.
 
   No checkpoint yet: (re)writes config.json. Otherwise `config` must equal the stored config up to
   `NEUTRAL_KEYS` (whose new values are written into config.json); with `allow_config_change`
-  other changes are accepted when every array of the train state keeps its shape, and recorded in
-  config_history.jsonl from `checkpoint_step` on. Only process 0 writes; every process reaches the
-  same decision from the same files.
+  other changes are accepted when every array of the train state keeps its shape and the run
+  does not end before `checkpoint_step` (`train.num_steps`, or `train.num_epochs` ×
+  `steps_per_epoch` when that is given), and recorded in config_history.jsonl from
+  `checkpoint_step` on. Only process 0 writes; every process reaches the same decision from the
+  same files.
   """
   writer = jax.process_index() == 0
   new = _json_like(config.to_dict())
@@ -120,14 +132,16 @@ def claim(workdir: str, config, checkpoint_step: int | None, allow_config_change
       if os.path.exists(os.path.join(workdir, HISTORY_FILE)):
         os.remove(os.path.join(workdir, HISTORY_FILE))
   else:
-    changes = _check_resume(workdir, config, allow_config_change)
+    changes = _check_resume(workdir, config, allow_config_change, checkpoint_step,
+                            steps_per_epoch)
     if writer:
       _record(workdir, new, changes, checkpoint_step)
   if jax.process_count() > 1:  # no process reads the workdir before process 0 has written it
     multihost_utils.sync_global_devices('robust_jax.workdir.claim')
 
 
-def _check_resume(workdir: str, config, allow_config_change: bool) -> list[tuple[str, Any, Any]]:
+def _check_resume(workdir: str, config, allow_config_change: bool, checkpoint_step: int,
+                  steps_per_epoch: int | None = None) -> list[tuple[str, Any, Any]]:
   """The changes from the stored config to `config`, or WorkdirError when they are not allowed."""
   stored = read_config(workdir)
   if stored is None:
@@ -137,11 +151,31 @@ def _check_resume(workdir: str, config, allow_config_change: bool) -> list[tuple
   if changes and not allow_config_change:
     raise WorkdirError(f'workdir {workdir} holds another experiment: {describe_changes(changes)}; '
                        'use a new --workdir, or --allow_config_change for keys that keep shapes')
+  _check_run_reaches(workdir, config, checkpoint_step, steps_per_epoch)
   if changes and not _same_shapes(train_state_shapes(stored), train_state_shapes(config)):
     raise WorkdirError(f'workdir {workdir} holds another experiment: {describe_changes(changes)}; '
                        'these change the shapes of the trained arrays, so --allow_config_change '
                        'cannot apply them: use a new --workdir')
   return changes
+
+
+def _check_run_reaches(workdir: str, config, checkpoint_step: int,
+                       steps_per_epoch: int | None) -> None:
+  """WorkdirError when `config`'s run ends before `checkpoint_step`, the newest checkpoint: the
+  weights would already be past its end, and config.json would not describe them."""
+  if config.train.num_steps:
+    key, total = f'train.num_steps={config.train.num_steps}', config.train.num_steps
+  elif steps_per_epoch:
+    key = f'train.num_epochs={config.train.num_epochs}'
+    total = config.train.num_epochs * steps_per_epoch
+    key += f' ({total} steps at {steps_per_epoch} per epoch)'
+  else:
+    return  # the run's length in steps is not known yet
+  if total < checkpoint_step:
+    raise WorkdirError(f'workdir {workdir}: config.{key} ends before step {checkpoint_step}, '
+                       'its newest checkpoint, so the weights there would not be the run the '
+                       'config describes; use a new --workdir, or a run of at least '
+                       f'{checkpoint_step} steps')
 
 
 def _record(workdir: str, new: dict, changes: list[tuple[str, Any, Any]], step: int) -> None:
@@ -170,7 +204,7 @@ def train_state_shapes(config):
   """The train state `config` trains, as a pytree of `jax.ShapeDtypeStruct` (nothing computed)."""
   spec = data.spec_for(config.dataset)
   model = build_model(config.model, spec)
-  optimizer, _ = optim.make_optimizer(config.optimizer, 1, 1)
+  optimizer, _ = optim.make_optimizer(config.optimizer, 1, 1, validate_steps=False)
   return jax.eval_shape(
       lambda key: train_state.init_train_state(model, optimizer, key, spec.image_shape),
       jax.random.key(0))

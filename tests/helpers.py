@@ -55,3 +55,34 @@ def tiny_config(npz_path: str, **train_overrides):
   config.optimizer.learning_rate = 1e-2
   config.train.update(train_overrides)
   return config
+
+
+def write_text_csv_folder(folder, num_train: int = 64, num_test: int = 24) -> str:
+  """train.csv / test.csv of 4-class texts whose label is the topic word they contain."""
+  rng = np.random.default_rng(0)
+  topics = ('stocks', 'match', 'election', 'planet')
+  filler = ('the', 'news', 'today', 'report', 'about', 'new', 'week')
+  def write(name, num):
+    rows = ['text,label']
+    for _ in range(num):
+      label = int(rng.integers(0, 4))
+      words = list(rng.choice(filler, 4)) + [topics[label]]
+      rows.append(f'{" ".join(rng.permutation(words))},{label}')
+    with open(f'{folder}/{name}', 'w') as f:
+      f.write('\n'.join(rows) + '\n')
+  write('train.csv', num_train)
+  write('test.csv', num_test)
+  return str(folder)
+
+
+def tiny_text_config(folder: str, cache_dir: str, **train_overrides):
+  """A fast text config: a 1-layer GRU of 8 units on `write_text_csv_folder`'s CSV files."""
+  config = config_defaults.default_config()
+  config.dataset.update(name='ag_news', source='csv', path=folder, cache_dir=cache_dir,
+                        max_length=8, vocab_size=16, csv_files=('train.csv', 'test.csv'))
+  config.model = dict(name='gru', num_layers=1, bidirectional=False, dropout_rate=0.0,
+                      dropout_sites=(), embedding_size=8, hidden_size=8)
+  config.train.update(dict(batch_size=16, num_epochs=1, log_every_steps=2,
+                           checkpoint_every_steps=2) | train_overrides)
+  config.eval.batch_size = 8
+  return config

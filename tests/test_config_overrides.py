@@ -23,13 +23,14 @@ def test_values_take_the_type_of_the_value_they_replace():
   config = config_overrides.apply_overrides(_config(), [
       'optimizer.learning_rate=3e-3', 'optimizer.weight_decay=1', 'train.num_epochs=5',
       'train.log_grad_norm=true', 'model.dropout_sites=classifier',
-      'optimizer.boundaries_epochs=(10, 20.5)', "robustness.epsilons=('0', '8/255')",
+      'optimizer.schedule=piecewise', 'optimizer.boundaries_epochs=(1, 2.5)',
+      "robustness.epsilons=('0', '8/255')",
       'robustness.large_epsilon=0.5', 'dataset.path=/data/x'])
   assert config.optimizer.learning_rate == 3e-3
   assert config.optimizer.weight_decay == 1.0 and isinstance(config.optimizer.weight_decay, float)
   assert config.train.num_epochs == 5 and config.train.log_grad_norm is True
   assert config.model.dropout_sites == ('classifier',)  # a bare word is a 1-tuple
-  assert config.optimizer.boundaries_epochs == (10, 20.5)
+  assert config.optimizer.boundaries_epochs == (1, 2.5)
   assert config.robustness.epsilons == ('0', '8/255')
   assert config.robustness.large_epsilon == '0.5'  # strings stay strings
   assert config.dataset.path == '/data/x'
@@ -174,7 +175,8 @@ def test_main_reports_bad_keys_from_a_file_and_validates_after_the_overrides(tmp
       'weight_decay']
   assert _main(tmp_path, '--config=configs/fashion_mnist_cnn.py', '--config.adversary.epsilon=-1',
                '--config.adversary.name=fgsm') == [
-                   'error: config.adversary.epsilon=-1.0: must be >= 0.0 (finite)']
+                   "error: config.adversary.epsilon=-1.0: must be > 0.0 (ε = 0 leaves the images "
+                   "clean: use adversary 'none')"]
 
 
 def test_split_overrides_keeps_commas_inside_values():

@@ -17,15 +17,14 @@ BAD_CONFIGS = [
      "config.model.name='resnet50': unknown model; choose one of: cnn, gru, lstm, mlp, "
      'preact_resnet18, textcnn'),
     (lambda c: setattr(c.model, 'dropout_rate', 1.5),
-     'config.model.dropout_rate=1.5: must be >= 0.0 and <= 1.0'),
+     'config.model.dropout_rate=1.5: must be >= 0.0 and < 1.0'),
     (lambda c: setattr(c.model, 'dropout_sites', ('conv9',)),
      "config.model.dropout_sites=('conv9',): cnn has dropout sites features, classifier"),
     (lambda c: setattr(c.train, 'batch_size', 0), 'config.train.batch_size=0: must be >= 1'),
     (lambda c: setattr(c.model, 'widths', (8, 16, 32)),  # the CNN has two conv layers
      'config.model.widths=(8, 16, 32): a sequence of exactly 2 items, each must be >= 1'),
     (lambda c: setattr(c.optimizer, 'boundaries_epochs', (50.0, -1.0)),
-     'config.optimizer.boundaries_epochs=(50.0, -1.0): a sequence of at least 0 items, each must '
-     'be > 0.0'),
+     'config.optimizer.boundaries_epochs=(50.0, -1.0): a sequence, each must be > 0.0'),
     (lambda c: setattr(c.dataset, 'name', 'imagenet'),
      "config.dataset.name='imagenet': must be one of: mnist, fashion_mnist, cifar10, cifar100"),
     (lambda c: setattr(c.dataset, 'source', 'hdf5'),
@@ -46,10 +45,9 @@ BAD_CONFIGS = [
     (lambda c: setattr(c.optimizer, 'learning_rate', math.inf),
      'config.optimizer.learning_rate=inf: must be > 0.0 (finite)'),
     (lambda c: setattr(c.model, 'dropout_rate', -math.inf),
-     'config.model.dropout_rate=-inf: must be >= 0.0 and <= 1.0 (finite)'),
+     'config.model.dropout_rate=-inf: must be >= 0.0 and < 1.0 (finite)'),
     (lambda c: setattr(c.optimizer, 'boundaries_epochs', (50.0, math.nan)),
-     'config.optimizer.boundaries_epochs=(50.0, nan): a sequence of at least 0 items, each must '
-     'be > 0.0 (finite)'),
+     'config.optimizer.boundaries_epochs=(50.0, nan): a sequence, each must be > 0.0 (finite)'),
 ]
 
 

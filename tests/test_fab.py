@@ -180,6 +180,8 @@ BAD_CALLS = [
      r'^target_class_rank=2: needs targeted=True \(FAB-T\)$'),
     (call(num_target_classes=0), ValueError, r'^num_target_classes=0: must be an int >= 1$'),
     (call(labels=LABELS.at[0].set(NUM_CLASSES)), ValueError, r'^labels: values range over '),
+    (call(images=IMAGES[:0], labels=LABELS[:0]), ValueError,  # was a ZeroDivisionError
+     r'^images\.shape=\(0, .*\): no examples to attack \(B = 0\); skip the call when nothing '),
 ]
 
 

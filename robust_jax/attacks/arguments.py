@@ -8,18 +8,22 @@ images in [0, 1], labels in [0, C). A traced ε or traced images are accepted un
 
 The number of classes C comes from `jax.eval_shape(logits_fn, images)`: the model is traced for
 shapes only, never run. Every error is one line naming the argument, the value passed and what is
-expected, e.g. `norm='Linf': must be one of 'linf', 'l2'`.
+expected, e.g. `norm='Linf': must be one of 'linf', 'l2'`. The generic checks (numbers, counts,
+names, keys, images, class indices) are `robust_jax.arguments`, shared with the methods, losses and
+models; this module adds the attack-specific ones.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-import numbers
-import operator
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
+# The generic checks live in robust_jax.arguments (shared with the methods, losses and models);
+# they are re-exported here for the attacks.
+from robust_jax.arguments import (check_choice, check_class_indices, check_count, check_flag,
+                                  check_image_array, check_index_array, check_index_range,
+                                  check_int_range, check_key, check_number, check_pixel_values,
+                                  is_concrete)
 from robust_jax.attacks.attack_losses import ATTACK_LOSSES
 from robust_jax.attacks.threat_model import NORMS
 
@@ -27,149 +31,27 @@ __all__ = ['check_attack', 'check_choice', 'check_class_indices', 'check_count',
            'check_inputs', 'check_int_range', 'check_key', 'check_loss', 'check_number',
            'is_concrete']
 
-_PIXEL_HINT = 'pixel values in [0, 1] (e.g. uint8 images / 255)'
-
-
-def is_concrete(value) -> bool:
-  """True when `value` can be read now: not a tracer of jax.jit, jax.vmap or jax.grad."""
-  return not isinstance(value, jax.core.Tracer)
-
-
-def _show(value) -> str:
-  """A one-line rendering of a scalar argument: repr for Python values, the number for arrays."""
-  if isinstance(value, (numbers.Number, str)) or value is None:
-    return repr(value)
-  if is_concrete(value) and np.ndim(value) == 0:
-    return repr(np.asarray(value).item())
-  return f'{type(value).__name__} of shape {tuple(np.shape(value))}'
-
-
-def check_choice(name: str, value, choices: Sequence[str]) -> None:
-  """`value` is one of `choices` (case-exact)."""
-  if not isinstance(value, str) or value not in choices:
-    listed = ', '.join(repr(c) for c in choices)
-    raise ValueError(f'{name}={_show(value)}: must be one of {listed}')
-
-
-def check_flag(name: str, value) -> None:
-  """`value` is True or False (a Python or NumPy bool; a string such as 'yes' is refused)."""
-  if not isinstance(value, (bool, np.bool_)):
-    raise TypeError(f'{name}={_show(value)}: must be True or False')
-
-
-def _static_int(value) -> int | None:
-  """`value` as a Python int if it is a static Python or NumPy integer (not a bool), else None."""
-  try:
-    return None if isinstance(value, (bool, np.bool_)) else operator.index(value)
-  except TypeError:
-    return None
-
-
-def check_count(name: str, value) -> int:
-  """`value` is an int >= 1 (Python or NumPy, static: a traced count is refused); returns it."""
-  count = _static_int(value)
-  if count is None:
-    raise TypeError(f'{name}={_show(value)}: must be an int >= 1 (a static Python int)')
-  if count < 1:
-    raise ValueError(f'{name}={count}: must be an int >= 1')
-  return count
-
-
-def check_number(name: str, value, minimum: float, *, strict: bool = False,
-                 maximum: float | None = None) -> None:
-  """`value` is a real scalar; where concrete, finite and in [minimum, maximum] (or > minimum).
-
-  A traced scalar passes unchecked (its value is not known while tracing).
-  """
-  is_real_array = hasattr(value, 'dtype') and (jnp.issubdtype(value.dtype, jnp.floating)
-                                               or jnp.issubdtype(value.dtype, jnp.integer))
-  if isinstance(value, (bool, np.bool_)) or not (isinstance(value, numbers.Real) or is_real_array):
-    raise TypeError(f'{name}={_show(value)}: must be a real number')
-  if np.ndim(value) != 0:
-    raise ValueError(f'{name}.shape={tuple(np.shape(value))}: must be a scalar')
-  if not is_concrete(value):
-    return
-  number = float(value)
-  low_ok = number > minimum if strict else number >= minimum
-  if not (np.isfinite(number) and low_ok and (maximum is None or number <= maximum)):
-    expected = (f'in {"(" if strict else "["}{minimum:g}, {maximum:g}]' if maximum is not None
-                else f'{">" if strict else ">="} {minimum:g}')
-    raise ValueError(f'{name}={_show(value)}: must be a finite number {expected}')
-
-
-def _value_range(array) -> tuple[float, float]:
-  """(min, max) of a concrete array, reduced on its device also while an outer jit traces."""
-  with jax.ensure_compile_time_eval():
-    return float(jnp.min(array)), float(jnp.max(array))
-
-
 def check_inputs(logits_fn: Callable, images, labels) -> int:
-  """images (B, ...) floating point in [0, 1], labels (B,) integer in [0, C); returns C.
+  """images (B, ...) floating point in [0, 1] with B >= 1, labels (B,) integer in [0, C); returns C.
 
   C is read from `jax.eval_shape(logits_fn, images)`, which must be (B, C): no FLOPs are spent.
   """
   if not callable(logits_fn):
     raise TypeError(f'logits_fn={type(logits_fn).__name__}: must be a function images -> logits')
-  if not hasattr(images, 'dtype') or not jnp.issubdtype(images.dtype, jnp.floating):
-    raise TypeError(f'images.dtype={getattr(images, "dtype", type(images).__name__)}: must be '
-                    f'floating point with {_PIXEL_HINT}')
-  if images.ndim < 2:
-    raise ValueError(f'images.shape={tuple(images.shape)}: must be (B, ...) with a batch axis '
-                     'first and at least one feature axis')
+  check_image_array('images', images)
   batch = images.shape[0]
-  _check_index_array('labels', labels, batch)
+  if batch == 0:
+    raise ValueError(f'images.shape={tuple(images.shape)}: no examples to attack (B = 0); '
+                     'skip the call when nothing is left')
+  check_index_array('labels', labels, batch)
   logits = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct(images.shape, images.dtype))
   if not hasattr(logits, 'shape') or len(logits.shape) != 2 or logits.shape[0] != batch:
     shape = tuple(logits.shape) if hasattr(logits, 'shape') else type(logits).__name__
     raise ValueError(f'logits_fn(images) gives {shape}: must be logits (B, C) with B = {batch}')
   num_classes = logits.shape[1]
-  if is_concrete(images) and images.size:
-    low, high = _value_range(images)
-    if not (low >= 0.0 and high <= 1.0):
-      raise ValueError(f'images: values range over [{low:g}, {high:g}]; must be {_PIXEL_HINT}')
-  _check_index_range('labels', labels, num_classes)
+  check_pixel_values('images', images)
+  check_index_range('labels', labels, num_classes)
   return num_classes
-
-
-def _check_index_array(name: str, values, batch: int) -> None:
-  """`values` is an integer array of shape (B,)."""
-  if not hasattr(values, 'dtype') or not jnp.issubdtype(values.dtype, jnp.integer):
-    raise TypeError(f'{name}.dtype={getattr(values, "dtype", type(values).__name__)}: must be '
-                    'an integer type (class indices)')
-  if tuple(values.shape) != (batch,):
-    raise ValueError(f'{name}.shape={tuple(values.shape)}: must be (B,) = ({batch},), one class '
-                     'index per image')
-
-
-def _check_index_range(name: str, values, num_classes: int) -> None:
-  """Where concrete, every entry of `values` lies in [0, C)."""
-  if is_concrete(values) and values.size:
-    low, high = (int(v) for v in _value_range(values))
-    if low < 0 or high >= num_classes:
-      raise ValueError(f'{name}: values range over [{low}, {high}]; must be class indices in '
-                       f'[0, {num_classes - 1}] (logits_fn gives C = {num_classes})')
-
-
-def check_class_indices(name: str, values, batch: int, num_classes: int) -> None:
-  """`values` (B,) integer class indices in [0, C) (the range is checked where concrete)."""
-  _check_index_array(name, values, batch)
-  _check_index_range(name, values, num_classes)
-
-
-def check_int_range(name: str, value, low: int, high: int, hint: str = '') -> int:
-  """`value` is a static int in [low, high]; returns it. `hint` ends the message (e.g. why)."""
-  number = _static_int(value)
-  if number is None or not low <= number <= high:
-    raise (TypeError if number is None else ValueError)(
-        f'{name}={_show(value)}: must be an int in [{low}, {high}]{hint}')
-  return number
-
-
-def check_key(key) -> None:
-  """`key` is not None: for a call that draws random numbers."""
-  if key is None:
-    raise ValueError('key=None: this call draws random starts and needs a PRNG key '
-                     '(e.g. jax.random.key(0))')
 
 
 def check_loss(loss, num_classes: int, targeted: bool,

@@ -41,13 +41,18 @@ SCHEMA: cs.Schema = {
     'crop_padding': cs.integer(0, 16),
     'crop_fill': cs.integer(0, 255),  # uint8 value of the crop's padding (AMP reference: 128)
     'autoaugment': cs.one_of('none', *autoaugment.POLICIES),
-    'cutout_length': cs.integer(0),  # side of the Cutout square; 0 = off
+    # side of the Cutout square, 0 = off; else 2 to the image side (robust_jax.validation)
+    'cutout_length': cs.integer(0),
     # Text only (module docstring):
     'max_length': cs.integer(1),  # tokens per example, padded or cut (the notebooks: 256)
-    'vocab_size': cs.integer(2),  # embedding rows, <pad> and <unk> included
+    # embedding rows, <pad> and <unk> included
+    'vocab_size': cs.integer(3, note='<pad> and <unk> take 2 ids: vocab_size 2 makes every word '
+                             '<unk>'),
     'min_count': cs.integer(1),  # words seen fewer times in the training split are <unk>
     'remove_stop_words': cs.boolean(),  # drop `text.STOP_WORDS` (the notebooks do; PROPOSAL list)
-    'csv_files': cs.sequence_of(cs.text(), min_length=2, allowed='(train file, test file)'),
+    'csv_files': cs.sequence_of(cs.text(), min_length=2, max_length=2, unique=True,
+                                allowed='must be two file names, (train file, test file)',
+                                note='testing on the training file measures nothing'),
     'cache_dir': cs.text(),
 }
 
@@ -89,7 +94,13 @@ def eval_input_fn_for(dataset_config):
 
 
 def load_splits(dataset_config) -> Splits:
-  """Loads train and test splits into host memory and checks them against the dataset's spec."""
+  """Loads train and test splits into host memory and checks them against the dataset's spec.
+
+  Every source's splits pass the same checks (`arrays` module docstring): both splits non-empty,
+  uint8 images (text: int32 token ids in [0, vocab_size), lengths in [1, max_length]) of the spec's
+  shape, labels class indices in [0, num_classes) returned as int32; any failure is a one-line
+  `DatasetError` naming the file and split, the index and value at fault.
+  """
   spec = spec_for(dataset_config)
   source, path = dataset_config.source, dataset_config.path
   allowed = TEXT_SOURCES if spec.modality == 'text' else IMAGE_SOURCES
@@ -107,13 +118,7 @@ def load_splits(dataset_config) -> Splits:
     splits = load_npz(path)
   else:
     splits = load_tfds(spec.tfds_name, path, dataset_config.download)
-  for name, split in (('train', splits.train), ('test', splits.test)):
-    if split.images.shape[1:] != spec.image_shape:
-      raise DatasetError(f'{spec.name} {name} images have shape {split.images.shape[1:]}, '
-                         f'expected {spec.image_shape}')
-    if len(split) and (split.labels.min() < 0 or split.labels.max() >= spec.num_classes):
-      raise DatasetError(f'{spec.name} {name} labels must lie in [0, {spec.num_classes})')
-  return splits
+  return splits.checked(spec)
 
 
 def _load_text(dataset_config, spec: DatasetSpec) -> Splits:

@@ -1,9 +1,9 @@
 """Reads a text classification split from a CSV file with a header and columns `text,label`.
 
 Quoting as Python's `csv` module (RFC 4180: fields in double quotes may hold commas and newlines);
-other columns are ignored. The file must be UTF-8; every label an integer in [0, num_classes);
-every text non-empty. Each violation is a one-line `DatasetError` naming the file and the row
-(row 1 = the first line after the header).
+other columns are ignored. The file must be UTF-8 and parse as CSV; every label an integer in
+[0, num_classes); every text non-empty; at least one row (`arrays.Split`). Each violation is a
+one-line `DatasetError` naming the file and the row (row 1 = the first line after the header).
 """
 from __future__ import annotations
 
@@ -41,15 +41,21 @@ def read_csv_split(path: str, num_classes: int) -> RawText:
     raise DatasetError(f'{path}: byte {raw[e.start:e.start + 1]!r} at offset {e.start} (line '
                        f'{line}) is not UTF-8; the file must be UTF-8 text') from None
   reader = csv.DictReader(io.StringIO(content, newline=''))
-  missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+  try:
+    header, rows = reader.fieldnames, list(reader)
+  except csv.Error as e:  # e.g. a quote never closed makes one field of the rest of the file
+    raise DatasetError(f'{path}: not readable as CSV from line {reader.line_num + 1} on ({e}); a '
+                       'field that opens a double quote must close it') from None
+  missing = [c for c in COLUMNS if c not in (header or ())]
   if missing:
-    raise DatasetError(f'{path}: header {reader.fieldnames}: missing column {missing[0]!r}; the '
-                       f'file needs columns {",".join(COLUMNS)}')
+    raise DatasetError(f'{path}: header {header}: missing column {missing[0]!r}; the file needs '
+                       f'columns {",".join(COLUMNS)}')
   texts, labels = [], []
-  for row_number, row in enumerate(reader, start=1):
+  for row_number, row in enumerate(rows, start=1):
     text, label = row['text'], row['label']
     if text is None or not text.strip():
-      raise DatasetError(f'{path} row {row_number}: empty text')
+      raise DatasetError(f'{path} row {row_number}: empty text; give every row a text or remove '
+                         'the row')
     try:
       value = int(label)
     except (TypeError, ValueError):
@@ -60,4 +66,4 @@ def read_csv_split(path: str, num_classes: int) -> RawText:
                          f'[0, {num_classes})')
     texts.append(text)
     labels.append(value)
-  return RawText(texts, np.asarray(labels, np.int32))
+  return RawText(texts, np.asarray(labels, np.int32), origin=f'CSV file {path!r}')

@@ -1,14 +1,13 @@
 """Loads a dataset from one ``.npz`` file with arrays ``x_train, y_train, x_test, y_test``.
 
-Images are uint8, (N, H, W, C) or (N, H, W) for greyscale; labels are integers (N,).
+Images are uint8, (N, H, W, C) or (N, H, W) for greyscale; labels are integer class indices (N,).
+Nothing is cast here: `arrays.Split` and `load_splits` check the arrays (`arrays` docstring).
 """
 from __future__ import annotations
 
 import os
 
-import numpy as np
-
-from robust_jax.data.arrays import DatasetError, Split, Splits
+from robust_jax.data.arrays import DatasetError, Split, Splits, read_npz
 
 __all__ = ['KEYS', 'load_npz']
 
@@ -18,12 +17,10 @@ KEYS = ('x_train', 'y_train', 'x_test', 'y_test')
 def load_npz(path: str) -> Splits:
   if not os.path.exists(path):
     raise DatasetError(f'npz file {path!r} not found; it must hold arrays {", ".join(KEYS)}')
-  with np.load(path) as arrays:
-    missing = [k for k in KEYS if k not in arrays]
-    if missing:
-      raise DatasetError(f'{path}: missing arrays {missing}; it must hold {", ".join(KEYS)}')
-    def split(x, y):
-      x = np.asarray(x)
-      return Split(x[..., None] if x.ndim == 3 else x, np.asarray(y).astype(np.int32))
-    return Splits(split(arrays['x_train'], arrays['y_train']),
-                  split(arrays['x_test'], arrays['y_test']))
+  arrays = read_npz(path, KEYS, f'it must hold {", ".join(KEYS)} (write it with np.savez)')
+
+  def split(name):
+    x, y = arrays[f'x_{name}'], arrays[f'y_{name}']
+    return Split(x[..., None] if x.ndim == 3 else x, y,
+                 origin=f'npz file {path!r}, {name} split (x_{name}, y_{name})')
+  return Splits(split('train'), split('test'))

@@ -19,9 +19,12 @@ with no word left is one `<unk>`). Ids are int32 (N, max_length), lengths int32 
 Cache: tokenising is done once per data and settings. `load_cached` keeps two files in
 `cache_dir`, named by a hash of the settings and of the source (the CSV files' bytes, or the TFDS
 name and version): `NAME-KEY.vocab.txt` (one word per line, line i = id i) and `NAME-KEY.npz`
-(ids, lengths and labels of both splits, the vocabulary file's sha256). A cache whose vocabulary
-file does not match its ids is an error naming both files; nothing cached is ever overwritten or
-deleted (files are written under temporary names and renamed).
+(ids, lengths and labels of both splits, the vocabulary file's sha256, and the settings and source
+the KEY hashes). A cache .npz that is damaged, truncated or lacks an array, was built from other
+settings or data than its name says, or whose vocabulary file is missing or does not match its ids
+is a one-line error naming the files to delete; nothing cached is ever overwritten or deleted
+(files are written under temporary names and renamed). Cached splits pass the same checks as fresh
+ones (`arrays` module docstring).
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from robust_jax.data.arrays import DatasetError, Split, Splits
+from robust_jax.data.arrays import DatasetError, Split, Splits, read_npz
+from robust_jax.data.specs import DatasetSpec
 
 __all__ = ['PAD_ID', 'RawText', 'STOP_WORDS', 'TextSplit', 'TokenizerSettings', 'UNK_ID',
            'build_vocabulary', 'default_cache_dir', 'encode', 'load_cached', 'tokenize',
@@ -46,7 +50,10 @@ PAD_ID, UNK_ID = 0, 1
 _SPECIAL = ('<pad>', '<unk>')
 _TAG = re.compile(r'<[^>]*>')
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
+_CACHE_KEYS = ('description', 'vocabulary_sha256',
+               *(f'{split}_{array}' for split in ('train', 'test')
+                 for array in ('tokens', 'lengths', 'labels')))
 
 # NLTK's English stop words (nltk.corpus.stopwords.words('english'), 179 words).
 STOP_WORDS = frozenset("""
@@ -65,34 +72,55 @@ shouldn't wasn wasn't weren weren't won won't wouldn wouldn't
 
 @dataclasses.dataclass(frozen=True)
 class RawText:
-  """One split before tokenising: `texts` (N strings) and `labels` int32 (N,)."""
+  """One split before tokenising: `texts` (N strings) and `labels` (N,) integers as read; `origin`
+  names the data (file, split) in messages (`arrays.Split`)."""
 
   texts: Sequence[str]
   labels: np.ndarray
+  origin: str = 'split'
 
 
 @dataclasses.dataclass(frozen=True)
 class TextSplit(Split):
   """A tokenised split. `images` holds the token ids int32 (N, L) (the pipeline moves every
-  dataset's model inputs under that name), `labels` int32 (N,), `lengths` int32 (N,): example n's
-  ids are nonzero before `lengths[n]` and `PAD_ID` from there on."""
+  dataset's model inputs under that name), `labels` (N,) as `Split`'s, `lengths` int32 (N,) in
+  [1, L]: example n's ids are nonzero before `lengths[n]` and `PAD_ID` from there on. `checked`
+  also requires the ids to lie in [0, spec.vocab_size)."""
 
   lengths: np.ndarray
 
-  def __post_init__(self):
-    tokens = self.images
+  def _check_inputs(self) -> None:
+    tokens, lengths = self.images, self.lengths
     if tokens.dtype != np.int32 or tokens.ndim != 2:
-      raise DatasetError(f'token ids must be int32 (N, L), got {tokens.dtype} {tokens.shape}')
-    if self.labels.shape != (len(tokens),) or self.lengths.shape != (len(tokens),):
-      raise DatasetError(f'labels {self.labels.shape} and lengths {self.lengths.shape} must both '
-                         f'be ({len(tokens)},)')
+      raise DatasetError(f'{self.origin}: token ids must be int32 (N, L), got {tokens.dtype} '
+                         f'{tokens.shape}')
+    if lengths.dtype != np.int32 or lengths.shape != (len(tokens),):
+      raise DatasetError(f'{self.origin}: lengths must be int32 ({len(tokens)},), got '
+                         f'{lengths.dtype} {lengths.shape}')
+    _check_range(lengths, 1, tokens.shape[1] + 1, 'length', self.origin)
     positions = np.arange(tokens.shape[1])
-    if not np.array_equal(tokens != PAD_ID, positions < self.lengths[:, None]):
-      raise DatasetError('token ids must be nonzero before each length and 0 (<pad>) after it')
+    if not np.array_equal(tokens != PAD_ID, positions < lengths[:, None]):
+      raise DatasetError(f'{self.origin}: token ids must be nonzero before each length and 0 '
+                         '(<pad>) after it')
+
+  def checked(self, spec: DatasetSpec) -> TextSplit:
+    """`Split.checked`, and every token id in [0, spec.vocab_size)."""
+    _check_range(self.tokens, 0, spec.vocab_size, 'token id', self.origin)
+    return super().checked(spec)
 
   @property
   def tokens(self) -> np.ndarray:
     return self.images
+
+
+def _check_range(values: np.ndarray, low: int, high: int, what: str, origin: str) -> None:
+  """A `DatasetError` naming the first of `values` outside [low, high) and its index. Tokenising
+  never makes such values, so they come from a damaged cache, which the message says to delete."""
+  outside = np.argwhere((values < low) | (values >= high))
+  if outside.size:
+    index = tuple(int(i) for i in outside[0])
+    raise DatasetError(f'{origin}: {what} {values[index]} at index {",".join(map(str, index))} is '
+                       f'outside [{low}, {high}); delete the cache files to tokenise again')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +173,7 @@ def tokenize_splits(train: RawText, test: RawText,
   splits = {}
   for name, raw in (('train', train), ('test', test)):
     ids, lengths = encode(tokenized[name], vocabulary, settings.max_length)
-    splits[name] = TextSplit(ids, np.asarray(raw.labels, np.int32), lengths)
+    splits[name] = TextSplit(ids, np.asarray(raw.labels), lengths, origin=raw.origin)
   return Splits(**splits), vocabulary
 
 
@@ -163,16 +191,18 @@ def load_cached(name: str, source_id: str, settings: TokenizerSettings, cache_di
   source_id: identifies the raw data (e.g. a hash of the files); with `settings` it names the cache
   files, so other data or settings never reuse, and never replace, a cache entry.
   """
-  key = hashlib.sha256(json.dumps(
+  description = json.dumps(
       {'format': _CACHE_FORMAT, 'source': source_id, 'settings': dataclasses.asdict(settings)},
-      sort_keys=True).encode()).hexdigest()[:16]
+      sort_keys=True)
+  key = hashlib.sha256(description.encode()).hexdigest()[:16]
   stem = os.path.join(cache_dir or default_cache_dir(), f'{name}-{key}')
   ids_path, vocabulary_path = stem + '.npz', stem + '.vocab.txt'
   if os.path.exists(ids_path):
-    return _read_cache(ids_path, vocabulary_path)
+    return _read_cache(ids_path, vocabulary_path, description)
   splits, vocabulary = tokenize_splits(*read_raw(), settings)
   vocabulary_bytes = ''.join(word + '\n' for word in vocabulary).encode()
-  arrays = {'vocabulary_sha256': np.array(hashlib.sha256(vocabulary_bytes).hexdigest())}
+  arrays = {'description': np.array(description),
+            'vocabulary_sha256': np.array(hashlib.sha256(vocabulary_bytes).hexdigest())}
   for split_name, split in (('train', splits.train), ('test', splits.test)):
     arrays.update({f'{split_name}_tokens': split.tokens, f'{split_name}_lengths': split.lengths,
                    f'{split_name}_labels': split.labels})
@@ -182,24 +212,31 @@ def load_cached(name: str, source_id: str, settings: TokenizerSettings, cache_di
   return splits
 
 
-def _read_cache(ids_path: str, vocabulary_path: str) -> Splits:
+def _read_cache(ids_path: str, vocabulary_path: str, description: str) -> Splits:
+  """The cached splits, checked against the vocabulary file and `description` (what the cache
+  file's name hashes: format, source and settings)."""
   if not os.path.exists(vocabulary_path):
     raise DatasetError(f'text cache {ids_path}: its vocabulary file {vocabulary_path} is missing; '
                        'delete the .npz to tokenise again')
   with open(vocabulary_path, 'rb') as f:
     vocabulary_bytes = f.read()
-  with np.load(ids_path) as arrays:
-    expected = str(arrays['vocabulary_sha256'])
-    found = hashlib.sha256(vocabulary_bytes).hexdigest()
-    vocabulary_size = vocabulary_bytes.count(b'\n')
-    too_large = max(int(arrays[f'{s}_tokens'].max(initial=0)) for s in ('train', 'test'))
-    if found != expected or too_large >= vocabulary_size:
-      raise DatasetError(
-          f'text cache mismatch: vocabulary file {vocabulary_path} ({vocabulary_size} words, '
-          f'sha256 {found[:12]}) is not the one the ids in {ids_path} were built with (sha256 '
-          f'{expected[:12]}); delete both files to tokenise again')
-    return Splits(*(TextSplit(arrays[f'{s}_tokens'], arrays[f'{s}_labels'],
-                              arrays[f'{s}_lengths']) for s in ('train', 'test')))
+  arrays = read_npz(ids_path, _CACHE_KEYS, f'delete it and {vocabulary_path} to tokenise again')
+  if str(arrays['description']) != description:
+    raise DatasetError(f'text cache {ids_path} was built from other data or settings '
+                       f'({arrays["description"]}); delete it and {vocabulary_path} to tokenise '
+                       'again')
+  expected = str(arrays['vocabulary_sha256'])
+  found = hashlib.sha256(vocabulary_bytes).hexdigest()
+  vocabulary_size = vocabulary_bytes.count(b'\n')
+  too_large = max(int(arrays[f'{s}_tokens'].max(initial=0)) for s in ('train', 'test'))
+  if found != expected or too_large >= vocabulary_size:
+    raise DatasetError(
+        f'text cache mismatch: vocabulary file {vocabulary_path} ({vocabulary_size} words, '
+        f'sha256 {found[:12]}) is not the one the ids in {ids_path} were built with (sha256 '
+        f'{expected[:12]}); delete both files to tokenise again')
+  return Splits(*(TextSplit(arrays[f'{s}_tokens'], arrays[f'{s}_labels'], arrays[f'{s}_lengths'],
+                            origin=f'text cache {ids_path!r}, {s} split')
+                  for s in ('train', 'test')))
 
 
 def _write_atomically(path: str, write: Callable) -> None:

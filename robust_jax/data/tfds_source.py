@@ -58,7 +58,8 @@ def load_tfds(name: str, data_dir: str | None, download: bool) -> Splits:
     raise DatasetError(
         f'TFDS dataset {name!r} is not prepared as array_record in {root!r}; on a host with '
         f'internet run {prepare} (or set config.dataset.download=True)') from e
-  return Splits(**{split: _read_all(source) for split, source in sources.items()})
+  return Splits(**{split: _read_all(source, f'TFDS {name} in {root!r}, {split} split')
+                    for split, source in sources.items()})
 
 
 def _connection_address(url: str) -> tuple[str, int]:
@@ -88,8 +89,8 @@ def _can_connect(host: str, port: int, timeout_s: float) -> bool:
   return bool(connected)
 
 
-def _read_all(source) -> Split:
+def _read_all(source, origin: str) -> Split:
+  """The split as TFDS stores it, nothing cast (`Split` and `load_splits` check it)."""
   records = [source[i] for i in range(len(source))]
-  images = np.stack([r['image'] for r in records]).astype(np.uint8)
-  labels = np.asarray([r['label'] for r in records], np.int32)
-  return Split(images, labels)
+  return Split(np.asarray([r['image'] for r in records]),
+               np.asarray([r['label'] for r in records]), origin=origin)

@@ -40,20 +40,21 @@ def load_tfds_text(name: str, data_dir: str, text_features: tuple[str, ...],
   except (KeyError, NotImplementedError, FileNotFoundError) as e:
     raise DatasetError(f'TFDS dataset {name!r} is not prepared as array_record in {root!r}; on a '
                        f'host with internet run {prepare}') from e
-  return tuple(_read_all(source, name, split, text_features)
+  return tuple(_read_all(source, f'TFDS {name} in {root!r}, {split} split', text_features)
                for source, split in zip(sources, ('train', 'test')))
 
 
-def _read_all(source, name: str, split: str, text_features: tuple[str, ...]) -> RawText:
+def _read_all(source, origin: str, text_features: tuple[str, ...]) -> RawText:
+  """The texts and the labels as TFDS stores them, nothing cast (`load_splits` checks them)."""
   texts, labels = [], []
   for i in range(len(source)):
     record = source[i]
     text = ' '.join(_as_text(record[feature]) for feature in text_features)
     if not text.strip():
-      raise DatasetError(f'TFDS {name} {split} example {i}: empty text')
+      raise DatasetError(f'{origin}: example {i} has an empty text; every example needs words')
     texts.append(text)
-    labels.append(int(record['label']))
-  return RawText(texts, np.asarray(labels, np.int32))
+    labels.append(record['label'])
+  return RawText(texts, np.asarray(labels), origin=origin)
 
 
 def _as_text(value) -> str:

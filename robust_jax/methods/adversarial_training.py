@@ -23,11 +23,12 @@ build the same from the `adversary` config section around any configured loss.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
 
-from robust_jax import attacks
+from robust_jax import arguments, attacks
 from robust_jax import config_schema as cs
 from robust_jax.data.specs import SPECS
 from robust_jax.models import ModelFns, ModelState, Params
@@ -38,7 +39,8 @@ __all__ = ['MODEL_MODES', 'attack_logits_fn', 'fgsm_adversary', 'pgd_adversary']
 MODEL_MODES = ('eval', 'train')
 
 _COMMON: cs.Schema = {
-    'epsilon': cs.real(0.0),  # [0, 1] pixel units
+    # pixel units ([0, 1] images); below the radius that holds every image (`_check`)
+    'epsilon': cs.positive_real(note="ε = 0 leaves the images clean: use adversary 'none'"),
     'step_size': cs.positive_real(),
     'norm': cs.one_of(*attacks.NORMS),
     'random_start': cs.boolean(),
@@ -47,11 +49,21 @@ _COMMON: cs.Schema = {
 
 
 def _check(config):
-  if SPECS[config.dataset.name].modality == 'text':
+  spec = SPECS[config.dataset.name]
+  if spec.modality == 'text':
     raise cs.ConfigError(
         f'config.adversary.name={config.adversary.name!r}: attacks pixels, but '
         f"{config.dataset.name} is text (token ids); use adversary 'embedding_pgd' or "
         "'embedding_fgm' (robust_jax.methods.embedding_adversary)")
+  # A ball this large around any image in [0, 1]^d holds every image: the attack is unbounded
+  # (the usual slip: ε in 0..255 units, 8 for 8/255).
+  epsilon, norm, size = config.adversary.epsilon, config.adversary.norm, math.prod(spec.image_shape)
+  bound = 1.0 if norm == 'linf' else math.sqrt(size)
+  if epsilon >= bound:
+    raise cs.ConfigError(
+        f'config.adversary.epsilon={epsilon}: must be < {bound:.4g} for norm {norm} on '
+        f'{spec.name} ({"×".join(map(str, spec.image_shape))} pixels in [0, 1]): a ball that large '
+        'holds every image (ε is in [0, 1] pixel units: 8/255 is 0.0314)')
 
 
 def attack_logits_fn(model: ModelFns, params: Params, model_state: ModelState, model_mode: str,
@@ -60,8 +72,15 @@ def attack_logits_fn(model: ModelFns, params: Params, model_state: ModelState, m
   stop_gradient(params), in `model_mode` ('eval' or 'train'), the new model state discarded.
 
   `key` draws the model's own randomness in 'train' mode (one dropout / feature mask for the whole
-  attack); the attack's random start must use another key.
+  attack); the attack's random start must use another key. Checked: `model_mode` is 'eval' or
+  'train', `model` has `apply`, and `key` is a PRNG key in 'train' mode (one-line errors).
   """
+  arguments.check_choice('model_mode', model_mode, MODEL_MODES)
+  if not callable(getattr(model, 'apply', None)):
+    raise TypeError(f'model={type(model).__name__}: must be a robust_jax ModelFns (with '
+                    '.apply(params, model_state, images, train=..., key=...))')
+  if model_mode == 'train':
+    arguments.check_key(key, purpose="draws the model's dropout in 'train' mode")
   frozen = jax.lax.stop_gradient(params)
   return lambda x: model.apply(frozen, model_state, x, train=model_mode == 'train', key=key)[0]
 

@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from robust_jax import arguments
 from robust_jax import config_schema as cs
-from robust_jax.attacks import arguments
 from robust_jax.inner_loop import inner_loop
 from robust_jax.methods.loss_calls import with_aux_and_state
 from robust_jax.objectives import WEIGHT_PERTURBATIONS, LossFn
@@ -41,8 +41,10 @@ __all__ = ['BALLS', 'DEFAULTS', 'Perturbation', 'SCHEMA', 'amp', 'perturbation',
 
 BALLS = ('per_tensor', 'global')
 SCHEMA: cs.Schema = {
-    'epsilon': cs.real(0.0),
-    'inner_lr': cs.real(0.0),  # ζ
+    'epsilon': cs.positive_real(note="ε = 0 leaves the weights unperturbed: use "
+                                "weight_perturbation 'none'"),
+    'inner_lr': cs.positive_real(note="ζ = 0 never moves the perturbation from 0: use "
+                                 "weight_perturbation 'none'"),  # ζ
     'inner_steps': cs.integer(1),  # N
     'ball': cs.one_of(*BALLS),
     'inner_grad_clip': cs.real(0.0),  # 0 = no clipping
@@ -74,10 +76,17 @@ def project(delta, epsilon: float, ball: str):
       per_tensor:  Δ_i ← Δ_i · min(1, ε / (||Δ_i||₂ + 1e-12))   for every tensor i (official code)
       global:      Δ   ← Δ   · min(1, ε / (||Δ||₂ + 1e-12))     over the whole pytree (the paper)
 
-  delta: any pytree of arrays; epsilon: ε ≥ 0 (may be traced). The 1e-12 is the official code's.
-  The returned norm reuses the norms the projection computes (no extra pass over the parameters).
+  delta: any non-empty pytree of float arrays; epsilon: ε ≥ 0 (may be traced); ball: 'per_tensor'
+  or 'global'. The 1e-12 is the official code's. The returned norm reuses the norms the projection
+  computes (no extra pass over the parameters).
   """
   arguments.check_choice('ball', ball, BALLS)
+  arguments.check_number('epsilon', epsilon, 0.0)
+  arguments.check_float_tree('delta', delta)
+  return _project(delta, epsilon, ball)
+
+
+def _project(delta, epsilon, ball):
   scale = lambda norm: jnp.minimum(1.0, epsilon / (norm + 1e-12))
   if ball == 'global':
     norm = optax.tree.norm(delta)
@@ -106,14 +115,20 @@ def perturbation(loss_fn: Callable[..., typing.Any], params, *, epsilon: float,
   params: θ, any pytree of float arrays; no gradient flows through Δ (it is computed on
     stop_gradient(θ) and returned through stop_gradient).
   epsilon, inner_lr: ε ≥ 0 and ζ ≥ 0 (Python numbers or scalars, may be traced); inner_steps: a
-    Python int N ≥ 1; inner_grad_clip: a Python number ≥ 0.
+    Python int N ≥ 1; inner_grad_clip: a Python number ≥ 0; has_aux: True or False; key: None
+    or one PRNG key.
   Returns `Perturbation(delta, norm, state)`. Cost: N forward-backward passes.
   """
+  arguments.check_callable('loss_fn', loss_fn, 'a function params -> loss')
   arguments.check_choice('ball', ball, BALLS)
   inner_steps = arguments.check_count('inner_steps', inner_steps)
   arguments.check_number('epsilon', epsilon, 0.0)
   arguments.check_number('inner_lr', inner_lr, 0.0)
-  arguments.check_number('inner_grad_clip', inner_grad_clip, 0.0)
+  arguments.check_number('inner_grad_clip', inner_grad_clip, 0.0, static=True)
+  arguments.check_flag('has_aux', has_aux)
+  if key is not None:
+    arguments.check_key(key)
+  arguments.check_float_tree('params', params)
   gradient = jax.grad(with_aux_and_state(loss_fn, has_aux=has_aux, with_state=state is not None),
                       has_aux=True)
   frozen = jax.lax.stop_gradient(params)
@@ -124,8 +139,8 @@ def perturbation(loss_fn: Callable[..., typing.Any], params, *, epsilon: float,
     grads, (_, state) = gradient(jax.tree.map(jnp.add, frozen, delta), *pass_key, state=state)
     if inner_grad_clip > 0:
       grads = optax.clip_by_global_norm(inner_grad_clip).update(grads, None)[0]
-    delta, delta_norm = project(jax.tree.map(lambda d, g: d + inner_lr * g, delta, grads),
-                                epsilon, ball)
+    delta, delta_norm = _project(jax.tree.map(lambda d, g: d + inner_lr * g, delta, grads),
+                                 epsilon, ball)
     return delta, delta_norm, state
 
   zeros = jax.tree.map(jnp.zeros_like, frozen)

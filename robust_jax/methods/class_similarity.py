@@ -25,22 +25,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from robust_jax import arguments
 from robust_jax import config_schema as cs
-from robust_jax.attacks import arguments
 from robust_jax.objectives import TARGETS, TargetsFn
 
 __all__ = ['SCHEMA', 'class_similarity_targets', 'load_similarity', 'similarity_targets_matrix',
            'targets']
 
-SCHEMA: cs.Schema = {'matrix_path': cs.text(), 'alpha': cs.probability()}
+SCHEMA: cs.Schema = {
+    'matrix_path': cs.text(),
+    'alpha': cs.real(0.0, 1.0, exclusive_maximum=True,
+                     note='α = 1 gives the true class target 0: the model learns to avoid it'),
+}
 
 
 def similarity_targets_matrix(similarity, alpha: float):
   """S = (1 - α) I + α S̃ (Negi et al. 2018), the (C, C) matrix whose row y is the target of y.
 
-  similarity: S̃ (C, C), zero diagonal, rows summing to 1 (a NumPy array gives a NumPy array in
-  float64, a JAX array a JAX array); alpha: α in [0, 1].
+  similarity: S̃ (C, C), entries >= 0, zero diagonal, rows summing to 1 (checked where concrete;
+  a NumPy array gives a NumPy array in float64, a JAX array a JAX array); alpha: α in [0, 1].
   """
+  arguments.check_number('alpha', alpha, 0.0, maximum=1.0)
+  arguments.check_similarity_matrix('similarity', similarity)
+  return _mix(similarity, alpha)
+
+
+def _mix(similarity, alpha):
   return (1.0 - alpha) * np.eye(similarity.shape[0]) + alpha * similarity
 
 
@@ -49,15 +59,21 @@ def targets(labels: jax.Array, similarity, *, alpha: float) -> jax.Array:
 
       t_b = (1 - α) e_{y_b} + α S̃[y_b],     then L = (1/B) Σ_b -Σ_j t_{b,j} log softmax(z_b)_j.
 
-  labels: (B,) int in [0, C); similarity: S̃ (C, C), zero diagonal, rows summing to 1 (NumPy or
-  JAX; a NumPy S̃ is mixed in float64 once while tracing); alpha: α in [0, 1]. Returns (B, C)
-  target distributions (float32 unless JAX's 64-bit mode is on), constants in θ.
+  labels: (B,) int in [0, C) (or one label, shape (), e.g. under `jax.vmap`); similarity: S̃
+  (C, C), entries >= 0, zero diagonal, rows summing to 1 (NumPy or JAX; checked where concrete; a
+  NumPy S̃ is mixed in float64 once while tracing); alpha: α in [0, 1]. Returns (B, C) target
+  distributions (float32 unless JAX's 64-bit mode is on), constants in θ.
   """
   arguments.check_number('alpha', alpha, 0.0, maximum=1.0)
-  shape = tuple(np.shape(similarity))
-  if len(shape) != 2 or shape[0] != shape[1]:
-    raise ValueError(f'similarity.shape={shape}: must be (C, C), one row per class')
-  return jnp.asarray(similarity_targets_matrix(similarity, alpha))[labels]
+  num_classes = arguments.check_similarity_matrix('similarity', similarity)
+  if not hasattr(labels, 'dtype') or not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise TypeError(f'labels.dtype={getattr(labels, "dtype", type(labels).__name__)}: must be an '
+                    'integer type (class indices)')
+  if labels.ndim > 1:
+    raise ValueError(f'labels.shape={tuple(labels.shape)}: must be (B,), one class index per '
+                     'example')
+  arguments.check_index_range('labels', labels, num_classes, 'similarity has')
+  return jnp.asarray(_mix(similarity, alpha))[labels]
 
 
 def load_similarity(path: str, num_classes: int) -> np.ndarray:

@@ -43,11 +43,11 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import traverse_util
 
+from robust_jax import arguments, random_utils
 from robust_jax import config_schema as cs
-from robust_jax import random_utils
-from robust_jax.attacks import arguments
 from robust_jax.data.specs import SPECS
 from robust_jax.inner_loop import inner_loop
 from robust_jax.methods.loss_calls import with_aux_and_state
@@ -58,14 +58,17 @@ __all__ = ['DEFAULTS', 'DropAttackGradient', 'EMBEDDING_DEFAULTS', 'EMBEDDING_SC
 
 INPUT_NORMS = ('batch', 'per_example')
 SCHEMA: cs.Schema = {
-    'attack_probability': cs.probability(),  # p: probability that a coordinate is attacked
+    # p: probability that a coordinate is attacked
+    'attack_probability': cs.real(0.0, 1.0, exclusive_minimum=True,
+                                  note='probability 0 attacks no coordinate'),
     'num_steps': cs.integer(1),  # K
     'attack_input': cs.boolean(),
-    'input_epsilon': cs.real(0.0),
+    'input_epsilon': cs.real(0.0),  # > 0 when attack_input (`_check_attacks_something`)
     'input_norm': cs.one_of(*INPUT_NORMS),
     'attack_weights': cs.boolean(),
-    'weight_paths': cs.sequence_of(cs.text()),  # '/'-joined parameter paths, e.g. 'Conv_0/kernel'
-    'weight_epsilon': cs.real(0.0),
+    # '/'-joined parameter paths, e.g. 'Conv_0/kernel'; at least one when attack_weights
+    'weight_paths': cs.sequence_of(cs.text(), unique=True),
+    'weight_epsilon': cs.real(0.0),  # > 0 when attack_weights
     'weight_epsilon_relative': cs.boolean(),
 }
 DEFAULTS = dict(attack_probability=0.5, num_steps=1, attack_input=True, input_epsilon=1.0,
@@ -75,7 +78,7 @@ DEFAULTS = dict(attack_probability=0.5, num_steps=1, attack_input=True, input_ep
 # model's embedding table) with ε = input_epsilon, each normalised by its Frobenius norm.
 EMBEDDING_SCHEMA: cs.Schema = {
     **{k: v for k, v in SCHEMA.items() if k != 'input_norm'},
-    'input_paths': cs.sequence_of(cs.text(), min_length=1),
+    'input_paths': cs.sequence_of(cs.text(), min_length=1, unique=True),
 }
 # The AG News notebook (papers.md 2.3): ε = 5 on both, p = 0.7, K = 1, weight_ih_l0.
 EMBEDDING_DEFAULTS = dict(attack_probability=0.7, num_steps=1, attack_input=True,
@@ -130,6 +133,20 @@ def _check_attacks_something(section):
   if not (section.attack_input or section.attack_weights):
     raise cs.ConfigError('config.weight_perturbation: DropAttack with attack_input=False and '
                          'attack_weights=False is plain training; enable one')
+  if section.attack_input and section.input_epsilon == 0:
+    raise cs.ConfigError(f'config.weight_perturbation.input_epsilon={section.input_epsilon}: '
+                         'must be > 0 with '
+                         'attack_input=True (ε = 0 repeats the clean loss); or set '
+                         'attack_input=False')
+  if section.attack_weights and section.weight_epsilon == 0:
+    raise cs.ConfigError(f'config.weight_perturbation.weight_epsilon={section.weight_epsilon}: '
+                         'must be > 0 with '
+                         'attack_weights=True (ε = 0 repeats the clean loss); or set '
+                         'attack_weights=False')
+  if section.attack_weights and not section.weight_paths:
+    raise cs.ConfigError("config.weight_perturbation.weight_paths=(): attack_weights=True needs "
+                         "at least one parameter path, e.g. ('Conv_0/kernel',); or set "
+                         'attack_weights=False')
 
 
 def _normalise(direction, per_example: bool):
@@ -141,6 +158,10 @@ def _normalise(direction, per_example: bool):
 
 def _tree_add_scaled(tree, other, scale):
   return jax.tree.map(lambda a, b: a + scale * b, tree, other)
+
+
+def _dtype_of(value) -> str:
+  return str(getattr(value, 'dtype', type(value).__name__))
 
 
 def _missing(flat_params, weight_paths: Sequence[str]) -> list[str]:
@@ -172,18 +193,33 @@ def gradient(loss_fn: Callable[..., typing.Any], params, inputs: jax.Array, key:
     passes); pass t uses fold_in(pass key, t); example b's input mask fold_in(input mask key, b);
     the i-th attacked tensor's mask fold_in(weight mask key, i) (input_paths: fold_in(input mask
     key, i)).
-  attack_probability: p in [0, 1]; num_steps: a Python int K ≥ 1.
+  attack_probability: p in [0, 1]; num_steps: a Python int K ≥ 1; input_epsilon, weight_epsilon:
+  finite, ≥ 0 (may be traced); the flags True or False. Arguments are checked before tracing the
+  passes (`robust_jax.arguments`; one-line ValueError or TypeError).
   Returns `DropAttackGradient(loss, grads, clean_loss, aux, state)`; no gradient flows through it
   (feed `grads` to an optimizer). Cost: 1 + K (input) + K (weights) forward-backward passes.
   """
+  arguments.check_callable('loss_fn', loss_fn, 'a function (params, inputs, key) -> loss')
   arguments.check_number('attack_probability', attack_probability, 0.0, maximum=1.0)
   k = arguments.check_count('num_steps', num_steps)
   arguments.check_choice('input_norm', input_norm, INPUT_NORMS)
   arguments.check_flag('attack_input', attack_input)
   arguments.check_flag('attack_weights', attack_weights)
+  arguments.check_flag('weight_epsilon_relative', weight_epsilon_relative)
+  arguments.check_flag('has_aux', has_aux)
+  arguments.check_number('input_epsilon', input_epsilon, 0.0)
+  arguments.check_number('weight_epsilon', weight_epsilon, 0.0)
+  weight_paths = arguments.check_paths('weight_paths', weight_paths)
+  input_paths = arguments.check_paths('input_paths', input_paths)
+  arguments.check_key(key, purpose='draws the attack masks')
   if not (attack_input or attack_weights):
     raise ValueError('attack_input=False, attack_weights=False: DropAttack attacks the inputs, '
                      'the weights or both; enable one')
+  arguments.check_mapping('params', params, "a (nested) dict of arrays, e.g. Flax's params, so "
+                          "that weight_paths can name its tensors")
+  if not hasattr(inputs, 'dtype') or getattr(inputs, 'ndim', 0) < 1:
+    raise TypeError(f'inputs={type(inputs).__name__} of shape {tuple(np.shape(inputs))}: must be '
+                    'an array (B, ...) with a batch axis first')
   frozen = jax.lax.stop_gradient(params)
   flat = traverse_util.flatten_dict(frozen, sep='/')
   if attack_weights and not weight_paths:
@@ -195,6 +231,10 @@ def gradient(loss_fn: Callable[..., typing.Any], params, inputs: jax.Array, key:
     if missing:
       raise ValueError(f'{name}={tuple(paths)!r}: {missing[0]!r} is not a parameter; '
                        f'parameters: {", ".join(flat)}')
+    for path in paths if used else ():
+      if not jnp.issubdtype(getattr(flat[path], 'dtype', np.dtype(object)), jnp.floating):
+        raise TypeError(f'{name}={tuple(paths)!r}: {path!r} is {_dtype_of(flat[path])}; only '
+                        'floating-point tensors can be perturbed')
   perturbs_inputs = attack_input and not input_paths
   if perturbs_inputs and not jnp.issubdtype(inputs.dtype, jnp.floating):
     raise ValueError(f'inputs.dtype={inputs.dtype}: the input attack perturbs float inputs; for '

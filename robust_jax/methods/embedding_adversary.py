@@ -23,12 +23,14 @@ adapters below (adversary 'embedding_fgm' and 'embedding_pgd') pass the text mod
 from __future__ import annotations
 
 from collections.abc import Callable
+import numbers
 
 import jax
 import jax.numpy as jnp
 
+from robust_jax import arguments
 from robust_jax import config_schema as cs
-from robust_jax.attacks import arguments, threat_model
+from robust_jax.attacks import threat_model
 from robust_jax.data.specs import SPECS
 from robust_jax.models import ModelFns, PerturbedTokens, TextClassifier
 from robust_jax.objectives import ADVERSARIES, LossFn
@@ -38,7 +40,10 @@ __all__ = ['FGM_DEFAULTS', 'PGD_DEFAULTS', 'embedding_fgm_adversary', 'embedding
 
 FGM_DEFAULTS = dict(epsilon=5.0, include_clean=True)
 PGD_DEFAULTS = dict(epsilon=5.0, step_size=2.0, num_steps=3, include_clean=True)
-_FGM_SCHEMA: cs.Schema = {'epsilon': cs.real(0.0), 'include_clean': cs.boolean()}
+_FGM_SCHEMA: cs.Schema = {
+    'epsilon': cs.positive_real(note="ε = 0 leaves the embeddings clean: use adversary 'none'"),
+    'include_clean': cs.boolean(),
+}
 _PGD_SCHEMA: cs.Schema = {**_FGM_SCHEMA, 'step_size': cs.positive_real(),
                           'num_steps': cs.integer(1)}
 
@@ -50,11 +55,18 @@ def perturbation(loss_fn: Callable[[jax.Array, int], jax.Array], shape: tuple[in
 
   loss_fn: (δ, step index t) -> scalar, e.g. the batch's mean loss with δ added to its embeddings.
   epsilon ≥ 0, step_size α ≥ 0 (Python numbers or scalars); num_steps: a Python int ≥ 1. The result
-  leaves through `stop_gradient`.
+  leaves through `stop_gradient`. shape: a tuple of Python ints ≥ 1, (B, ...) with at least one
+  axis after the batch axis.
   """
+  arguments.check_callable('loss_fn', loss_fn, 'a function (delta, step) -> loss')
   num_steps = arguments.check_count('num_steps', num_steps)
   arguments.check_number('epsilon', epsilon, 0.0)
   arguments.check_number('step_size', step_size, 0.0)
+  if not isinstance(shape, (tuple, list)) or len(shape) < 2 or not all(
+      isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in shape):
+    raise TypeError(f'shape={shape!r}: must be (B, ...), a tuple of at least 2 Python ints >= 1 '
+                    '(e.g. (B, L, embedding_size))')
+  shape = tuple(int(n) for n in shape)
   gradient = jax.grad(loss_fn)
 
   def step(t, delta):

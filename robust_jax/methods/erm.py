@@ -33,7 +33,9 @@ def one_hot_targets(config, num_classes: int) -> TargetsFn:
   return lambda labels: jax.nn.one_hot(labels, num_classes)
 
 
-@TARGETS.register('label_smoothing', {'smoothing': cs.real(0.0, 1.0)}, defaults={'smoothing': 0.1})
+@TARGETS.register('label_smoothing', {'smoothing': cs.real(
+    0.0, 1.0, exclusive_maximum=True, note='smoothing 1 makes every target uniform: nothing to '
+    'learn')}, defaults={'smoothing': 0.1})
 def label_smoothing_targets(config, num_classes: int) -> TargetsFn:
   """Adapter: labels (B,) -> (1 - s) e_y + s / C (B, C), s = config.smoothing (Szegedy et al.
   2016, Rethinking the Inception architecture, section 7)."""
@@ -70,7 +72,15 @@ def no_weight_perturbation(config, loss_fn: LossFn) -> LossFn:
   return loss_fn
 
 
-@FEATURE_MASKS.register('none', {'sites': cs.sequence_of(cs.text())}, defaults={'sites': ()})
+def _check(config):
+  if config.feature_mask.sites:
+    raise cs.ConfigError(f'config.feature_mask.sites={tuple(config.feature_mask.sites)!r}: '
+                         "feature_mask 'none' masks no site; use sites=() or a mask, e.g. "
+                         "--config.feature_mask.name=lfm")
+
+
+@FEATURE_MASKS.register('none', {'sites': cs.sequence_of(cs.text())}, check=_check,
+                        defaults={'sites': ()})
 def no_feature_mask(config) -> None:
   """Adapter for feature_mask 'none': no transform at the feature hooks."""
   del config

@@ -27,13 +27,14 @@ channel_fraction=0.5)`. `lfm(config)` is the adapter the `feature_mask` config s
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from robust_jax import arguments, random_utils
 from robust_jax import config_schema as cs
-from robust_jax import random_utils
-from robust_jax.attacks import arguments
 from robust_jax.models import FeatureTransform
 from robust_jax.objectives import FEATURE_MASKS
 
@@ -43,11 +44,16 @@ __all__ = ['DEFAULTS', 'FILLS', 'MODES', 'SCHEMA', 'lfm', 'local_feature_mask', 
 FILLS = ('uniform', 'zero')
 MODES = ('paper', 'official_code')
 SCHEMA: cs.Schema = {
-    'sites': cs.sequence_of(cs.text(), min_length=1),
-    'probability': cs.probability(),
-    'channel_fraction': cs.probability(),
-    'area_range': cs.sequence_of(cs.probability(), min_length=2),
-    'aspect_range': cs.sequence_of(cs.positive_real(), min_length=2),
+    'sites': cs.sequence_of(cs.text(), min_length=1, unique=True),
+    'probability': cs.real(0.0, 1.0, exclusive_minimum=True,
+                           note="probability 0 never masks: use feature_mask 'none'"),
+    'channel_fraction': cs.real(0.0, 1.0, exclusive_minimum=True,
+                                note="fraction 0 masks no channel: use feature_mask 'none'"),
+    # (low, high) fractions of the feature map's area, and of height / width
+    'area_range': cs.sequence_of(cs.real(0.0, 1.0, exclusive_minimum=True), min_length=2,
+                                 max_length=2, order='non_decreasing'),
+    'aspect_range': cs.sequence_of(cs.positive_real(), min_length=2, max_length=2,
+                                   order='non_decreasing'),
     'fill': cs.one_of(*FILLS),
     'mode': cs.one_of(*MODES),
     'official_code_samples': cs.integer(1),
@@ -56,6 +62,43 @@ DEFAULTS = dict(sites=('conv1',), probability=0.15, channel_fraction=0.5, area_r
                 aspect_range=(0.3, 1 / 0.3), fill='uniform', mode='paper',
                 official_code_samples=8)  # configs/lfm.py:fashion_mnist
 
+
+
+def _check_ranges(area_range, aspect_range) -> None:
+  """area_range (low, high) in [0, 1]; aspect_range (low, high) > 0, finite."""
+  arguments.check_pair('area_range', area_range, 0.0, maximum=1.0)
+  arguments.check_pair('aspect_range', aspect_range, 0.0, strict=True)
+
+
+def _check_map_size(height, width) -> tuple[int, int]:
+  """height, width: static ints >= 2 (a box is at most H - 1 by W - 1); returns them."""
+  sizes = []
+  for name, value, what in (('height', height, 'rows'), ('width', width, 'columns')):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+      raise TypeError(f'{name}={arguments.show(value)}: must be an int >= 2 (a static Python int)')
+    if value < 2:
+      raise ValueError(f'{name}={value}: must be an int >= 2 (a box spans at most {name} - 1 '
+                       f'{what})')
+    sizes.append(int(value))
+  return sizes[0], sizes[1]
+
+
+def _check_mask(features, key, probability, channel_fraction, area_range, aspect_range,
+                fill, with_replacement: bool = False) -> None:
+  """The arguments shared by `local_feature_mask` and `official_code_mask`; channel_fraction may
+  exceed 1 only when channels are drawn `with_replacement`."""
+  arguments.check_choice('fill', fill, FILLS)
+  arguments.check_float_array('features', features, '(B, H, W, C), a batch of feature maps',
+                              ndim=4, what=' (a batch of feature maps)')
+  _, height, width, _ = features.shape
+  if height < 2 or width < 2:
+    raise ValueError(f'features.shape={tuple(features.shape)}: H and W must be >= 2 (a box spans '
+                     'at most H - 1 rows and W - 1 columns)')
+  arguments.check_key(key, purpose='draws the masks')
+  arguments.check_number('probability', probability, 0.0, maximum=1.0)
+  arguments.check_number('channel_fraction', channel_fraction, 0.0,
+                         maximum=None if with_replacement else 1.0, static=True)
+  _check_ranges(area_range, aspect_range)
 
 def _boxes(key, shape, area_range, aspect_range):
   """(h, w, top, left) each of `shape`, for feature maps of height/width given in `shape[-2:]`."""
@@ -80,8 +123,10 @@ def local_feature_mask(features: jax.Array, key: jax.Array, *, probability: floa
   features: (B, H, W, C) -> (B, H, W, C). Example b is masked with probability `probability`:
   round(channel_fraction · C) of its channels, drawn without replacement, each get one box of area
   ~ U(area_range)·H·W and aspect ~ U(aspect_range) filled with v ~ U(0, 1) (fill 'uniform') or 0
-  ('zero'). Example b's randomness is fold_in(key, b).
+  ('zero'). Example b's randomness is fold_in(key, b). probability, channel_fraction in [0, 1]
+  (channel_fraction a Python number); area_range (low, high) in [0, 1]; aspect_range > 0.
   """
+  _check_mask(features, key, probability, channel_fraction, area_range, aspect_range, fill)
   batch, height, width, channels = features.shape
   num_masked = round(channel_fraction * channels)
 
@@ -100,6 +145,15 @@ def local_feature_mask(features: jax.Array, key: jax.Array, *, probability: floa
   return jax.vmap(one)(features, random_utils.per_example_keys(key, batch))
 
 
+def _check_batch_shape(batch_shape) -> tuple[int, ...]:
+  """batch_shape: a tuple (or list) of static ints >= 0; returns it as a tuple."""
+  if not isinstance(batch_shape, (tuple, list)) or not all(
+      isinstance(n, numbers.Integral) and not isinstance(n, (bool, np.bool_)) and n >= 0
+      for n in batch_shape):
+    raise TypeError(f'batch_shape={batch_shape!r}: must be a tuple of Python ints >= 0')
+  return tuple(int(n) for n in batch_shape)
+
+
 def official_code_boxes(key, batch_shape, height: int, width: int, area_range=(0.02, 0.4),
                         aspect_range=(0.3, 1 / 0.3), tries: int = 100):
   """(h, w, x1, y1), each of `batch_shape`, drawn as the released code's `CREP(H, W)`.
@@ -107,8 +161,13 @@ def official_code_boxes(key, batch_shape, height: int, width: int, area_range=(0
   Up to `tries` candidates (area ~ U(area_range)·H·W, aspect ~ U(aspect_range), h and w rounded
   half to even like Python's round); the first with w < W and h < H is kept (the code crashes when
   none is; here the last is clipped, which has probability < 1e-30 for the defaults). Then
-  x1 ~ U{0..H-h} and y1 ~ U{0..W-w}.
+  x1 ~ U{0..H-h} and y1 ~ U{0..W-w}. height, width: Python ints >= 2.
   """
+  arguments.check_key(key, purpose='draws the boxes')
+  height, width = _check_map_size(height, width)
+  _check_ranges(area_range, aspect_range)
+  tries = arguments.check_count('tries', tries)
+  batch_shape = _check_batch_shape(batch_shape)
   area_key, aspect_key, x1_key, y1_key = jax.random.split(key, 4)
   shape = (*batch_shape, tries)
   area = jax.random.uniform(area_key, shape, minval=area_range[0],
@@ -130,6 +189,7 @@ def official_code_stripes(key, batch_shape, height: int, width: int, area_range=
 
   The first slice keeps rows [y1, min(y1 + h, H)); the second keeps rows [x1, x1 + w) of those.
   """
+  height, width = _check_map_size(height, width)
   h, w, x1, y1 = official_code_boxes(key, batch_shape, height, width, area_range, aspect_range)
   return y1 + x1, y1 + jnp.minimum(x1 + w, jnp.minimum(h, height - y1))
 
@@ -144,7 +204,13 @@ def official_code_mask(features: jax.Array, key: jax.Array, *, probability: floa
   features: (B, H, W, C) -> (B, H, W, C). One coin with `probability` for the batch; then
   round(channel_fraction · C) channels drawn with replacement, shared by the batch; the first
   `num_samples` examples each get one stripe per drawn channel, filled with v ~ U(0, 1) or 0.
+  probability in [0, 1]; channel_fraction ≥ 0, a Python number (> 1 draws more channels than
+  there are, with replacement); area_range (low, high) in [0, 1]; aspect_range > 0; num_samples:
+  a Python int >= 1.
   """
+  _check_mask(features, key, probability, channel_fraction, area_range, aspect_range, fill,
+              with_replacement=True)
+  num_samples = arguments.check_count('num_samples', num_samples)
   batch, height, width, channels = features.shape
   num_draws = round(channel_fraction * channels)
   coin_key, channel_key, box_key, fill_key = jax.random.split(key, 4)
@@ -175,14 +241,12 @@ def mask(features: jax.Array, key: jax.Array, *, probability: float, channel_fra
 
   by `local_feature_mask` (mode 'paper') or `official_code_mask` (mode 'official_code', with
   num_samples = official_code_samples). features: (B, H, W, C) -> (B, H, W, C); key: PRNG key;
-  probability, channel_fraction in [0, 1]; area_range in [0, 1], aspect_range > 0, (low, high);
-  fill: 'uniform' (v ~ U(0, 1)) or 'zero'. Use it in training passes only.
+  probability, channel_fraction in [0, 1] (mode 'official_code': channel_fraction ≥ 0); area_range
+  in [0, 1], aspect_range > 0, (low, high); fill: 'uniform' (v ~ U(0, 1)) or 'zero';
+  official_code_samples: a Python int >= 1. Use it in training passes only. Arguments are checked as each mask documents (`robust_jax.arguments`).
   """
   arguments.check_choice('mode', mode, MODES)
-  arguments.check_choice('fill', fill, FILLS)
-  if getattr(features, 'ndim', None) != 4:
-    raise ValueError(f'features.shape={tuple(getattr(features, "shape", ()))}: must be '
-                     '(B, H, W, C), a batch of feature maps')
+  official_code_samples = arguments.check_count('official_code_samples', official_code_samples)
   kwargs = dict(probability=probability, channel_fraction=channel_fraction,
                 area_range=area_range, aspect_range=aspect_range, fill=fill)
   if mode == 'official_code':

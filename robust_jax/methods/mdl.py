@@ -28,15 +28,15 @@ import itertools
 import jax
 import jax.numpy as jnp
 
+from robust_jax import arguments, losses
 from robust_jax import config_schema as cs
-from robust_jax import losses
 from robust_jax.models import ModelFns
 from robust_jax.objectives import LOSSES, LossAux, LossFn, TargetsFn
 
 __all__ = ['SCHEMA', 'loss', 'mdl_loss', 'orthogonality', 'terms']
 
 SCHEMA: cs.Schema = {
-    'num_subnetworks': cs.integer(2),  # K
+    'num_subnetworks': cs.integer(2, note='orthogonality compares K >= 2 sub-networks'),  # K
     'orthogonality_weight': cs.real(0.0),  # λ
 }
 
@@ -54,19 +54,33 @@ def orthogonality(probs: jax.Array, labels: jax.Array) -> jax.Array:
 
       O_b = mean_{k<l} <M ⊙ p_k, M ⊙ p_l> / (||M ⊙ p_k|| ||M ⊙ p_l|| + 1e-12),   M = 1 - e_{y_b}.
 
-  probs: (K, B, C) probabilities of K ≥ 2 sub-networks; labels: (B,) int. Returns (B,).
+  probs: (K, B, C) probabilities of K ≥ 2 sub-networks; labels: (B,) int in [0, C). Returns (B,).
   """
+  _check_stack('probs', probs, 'probabilities')
+  arguments.check_distributions('probs', probs, 'probabilities, e.g. the softmax of logits')
+  _check_labels(labels, probs, 'probs')
+  return _orthogonality(probs, labels)
+
+
+def _orthogonality(probs, labels):
   masked = probs * (1.0 - jax.nn.one_hot(labels, probs.shape[-1]))
   unit = masked / (jnp.linalg.norm(masked, axis=-1, keepdims=True) + 1e-12)
   pairs = list(itertools.combinations(range(probs.shape[0]), 2))
   return jnp.mean(jnp.stack([jnp.sum(unit[k] * unit[l], -1) for k, l in pairs]), axis=0)
 
 
-def _check_logits(logits_k) -> None:
-  shape = tuple(getattr(logits_k, 'shape', ()))
+def _check_stack(name: str, values, what: str) -> None:
+  """`values` (K, B, C) floating point with K >= 2."""
+  arguments.check_float_array(name, values, what=f' ({what})')
+  shape = tuple(values.shape)
   if len(shape) != 3 or shape[0] < 2:
-    raise ValueError(f'logits_k.shape={shape}: must be (K, B, C), the logits of K >= 2 dropout '
+    raise ValueError(f'{name}.shape={shape}: must be (K, B, C), the {what} of K >= 2 dropout '
                      'sub-networks on the same batch')
+
+
+def _check_labels(labels, stack, name: str) -> None:
+  """labels (B,) int in [0, C) for a (K, B, C) stack named `name`."""
+  arguments.check_class_indices('labels', labels, stack.shape[1], stack.shape[2], f'{name} has')
 
 
 def terms(logits_k: jax.Array, labels: jax.Array,
@@ -76,14 +90,18 @@ def terms(logits_k: jax.Array, labels: jax.Array,
       CE = (1/B) Σ_b (1/K) Σ_k -Σ_j t_j(y_b) log softmax(z_{k,b})_j,    O = (1/B) Σ_b O_b
 
   logits_k: (K, B, C) logits z of K ≥ 2 sub-networks (independent dropout masks);
-  labels: (B,) int; targets: (B, C) target distributions t(y), default one-hot(labels).
+  labels: (B,) int in [0, C); targets: (B, C) target distributions t(y), default one-hot(labels).
   O_b is `orthogonality` of the softmax probabilities.
   """
-  _check_logits(logits_k)
+  _check_stack('logits_k', logits_k, 'logits')
+  arguments.check_finite('logits_k', logits_k)
+  _check_labels(labels, logits_k, 'logits_k')
   if targets is None:
     targets = jax.nn.one_hot(labels, logits_k.shape[-1])
+  else:
+    losses.check_targets('targets', targets, logits_k.shape[1:])
   cross_entropy = jnp.mean(jax.vmap(losses.soft_cross_entropy, (0, None))(logits_k, targets))
-  return cross_entropy, jnp.mean(orthogonality(jax.nn.softmax(logits_k), labels))
+  return cross_entropy, jnp.mean(_orthogonality(jax.nn.softmax(logits_k), labels))
 
 
 def loss(logits_k: jax.Array, labels: jax.Array, *, weight: float,
@@ -94,6 +112,7 @@ def loss(logits_k: jax.Array, labels: jax.Array, *, weight: float,
   weight: λ ≥ 0; targets: (B, C) target distributions, default one-hot(labels). Differentiate it
   with respect to the parameters that produced logits_k; gradients flow through both terms.
   """
+  arguments.check_number('weight', weight, 0.0)
   cross_entropy, ortho = terms(logits_k, labels, targets)
   return cross_entropy + weight * ortho
 

@@ -19,14 +19,14 @@ Two layers. `loss`, `adversarial_examples` and `terms` are pure functions of any
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from robust_jax import attacks, losses
+from robust_jax import arguments, attacks, losses
 from robust_jax import config_schema as cs
-from robust_jax.attacks import arguments
 from robust_jax.data.specs import SPECS
 from robust_jax.methods.adversarial_training import MODEL_MODES, attack_logits_fn
 from robust_jax.models import ModelFns
@@ -35,8 +35,9 @@ from robust_jax.objectives import LOSSES, LossAux, LossFn, TargetsFn
 __all__ = ['DEFAULTS', 'SCHEMA', 'adversarial_examples', 'loss', 'terms', 'trades_loss']
 
 SCHEMA: cs.Schema = {
-    'beta': cs.real(0.0),
-    'epsilon': cs.real(0.0),
+    'beta': cs.positive_real(note="β = 0 drops the robust term: use loss 'cross_entropy'"),
+    # pixel units; below the radius that holds every image (`_check`)
+    'epsilon': cs.positive_real(note="ε = 0 makes the robust term 0: use loss 'cross_entropy'"),
     'step_size': cs.positive_real(),
     'num_steps': cs.integer(1),
     'norm': cs.one_of(*attacks.NORMS),
@@ -54,6 +55,15 @@ def _check(config):
   if config.adversary.name != 'none':
     raise cs.ConfigError(f"config.adversary.name='{config.adversary.name}': TRADES makes its own "
                          "adversarial examples; use adversary 'none' with loss 'trades'")
+  # A ball this large around any image in [0, 1]^d holds every image: the attack is unbounded.
+  spec = SPECS[config.dataset.name]
+  epsilon, norm = config.loss.epsilon, config.loss.norm
+  bound = 1.0 if norm == 'linf' else math.sqrt(math.prod(spec.image_shape))
+  if epsilon >= bound:
+    raise cs.ConfigError(
+        f'config.loss.epsilon={epsilon}: must be < {bound:.4g} for norm {norm} on {spec.name} '
+        f'({"×".join(map(str, spec.image_shape))} pixels in [0, 1]): a ball that large holds '
+        'every image (ε is in [0, 1] pixel units: 8/255 is 0.0314)')
 
 
 def adversarial_examples(logits_fn: attacks.LogitsFn, images: jax.Array, labels: jax.Array,
@@ -82,6 +92,11 @@ def terms(clean_logits: jax.Array, adversarial_logits: jax.Array,
   clean_logits, adversarial_logits: (B, C) logits f(x), f(x'); targets: (B, C) distributions t.
   Gradients flow through both logits (the KL's reference f(x) is not stopped, as in the paper).
   """
+  shape = losses.check_logits('clean_logits', clean_logits)
+  if losses.check_logits('adversarial_logits', adversarial_logits) != shape:
+    raise ValueError(f'adversarial_logits.shape={tuple(adversarial_logits.shape)}: must be '
+                     f'(B, C) = {shape}, like clean_logits')
+  losses.check_targets('targets', targets, shape)
   natural = jnp.mean(losses.soft_cross_entropy(clean_logits, targets))
   return natural, jnp.mean(losses.kl_divergence(clean_logits, adversarial_logits))
 
@@ -98,8 +113,10 @@ def loss(apply_fn: Callable[[object, jax.Array], jax.Array], params, images: jax
   flows to it through the two passes, not through the attack); images: (B, ...) in [0, 1];
   labels: (B,) int; key: the attack's random start; beta: β ≥ 0; epsilon, step_size, num_steps,
   norm: the attack's (see `attacks.pgd`); targets: (B, C), default one-hot(labels).
-  Cost: 1 + num_steps + 2 forward passes (num_steps + 2 backward).
+  Cost: 1 + num_steps + 2 forward passes (num_steps + 2 backward). The attack's arguments are
+  checked as `attacks.pgd` does, the rest here (`robust_jax.arguments`; one-line errors).
   """
+  arguments.check_callable('apply_fn', apply_fn, 'a function (params, images) -> logits')
   arguments.check_number('beta', beta, 0.0)
   frozen = jax.lax.stop_gradient(params)
   adversarial = adversarial_examples(lambda x: apply_fn(frozen, x), images, labels, key,

@@ -23,8 +23,10 @@ MODELS: Registry = Registry('model')
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 
 _COMMON: cs.Schema = {
-    'dropout_rate': cs.real(0.0, 1.0),
-    'dropout_sites': cs.sequence_of(cs.text()),
+    # > 0 only with a site to drop at (`check_dropout`)
+    'dropout_rate': cs.real(0.0, 1.0, exclusive_maximum=True,
+                            note='a rate of 1 drops every unit: the model trains at chance'),
+    'dropout_sites': cs.sequence_of(cs.text(), unique=True),
 }
 _COMMON_DEFAULTS = {'dropout_rate': 0.0, 'dropout_sites': ()}
 
@@ -96,7 +98,8 @@ MODELS.register('gru', _RECURRENT, defaults={**_COMMON_DEFAULTS, 'embedding_size
 
 
 # Kim (2014): widths 3, 4, 5 × 100 filters, dropout 0.5 before the classifier.
-@MODELS.register('textcnn', {**_TEXT, 'filter_widths': cs.sequence_of(cs.integer(1), min_length=1),
+@MODELS.register('textcnn', {**_TEXT, 'filter_widths': cs.sequence_of(cs.integer(1), min_length=1,
+                                                                       unique=True),
                              'num_filters': cs.integer(1)},
                  defaults={'dropout_rate': 0.5, 'dropout_sites': ('features',),
                            'embedding_size': 300, 'filter_widths': (3, 4, 5), 'num_filters': 100})
@@ -124,6 +127,16 @@ def model_sites(model_config) -> tuple[tuple[str, ...], tuple[str, ...]]:
   """(dropout sites, feature-hook sites) of the model `model_config` names."""
   module = MODELS.lookup('config.model.name', model_config.name).build(model_config)
   return type(module).DROPOUT_SITES, type(module).FEATURE_SITES
+
+
+def check_dropout(model_config) -> None:
+  """Raises ConfigError when a dropout rate is set but no site would apply it."""
+  if model_config.dropout_rate > 0 and not model_config.dropout_sites:
+    sites, _ = model_sites(model_config)
+    raise cs.ConfigError(
+        f'config.model.dropout_rate={model_config.dropout_rate}: drops nothing with '
+        f'config.model.dropout_sites=(); {model_config.name} has dropout sites '
+        f'{", ".join(sites) or "none"} (or use rate 0.0)')
 
 
 def validate(model_config) -> None:
@@ -157,5 +170,5 @@ def build_model(model_config, spec: DatasetSpec,
 
 
 __all__ = ['COMPUTE_DTYPES', 'Classifier', 'MODELS', 'ModelFns', 'ModelState', 'Params',
-           'PerturbedTokens', 'TextClassifier', 'build_model', 'check_dataset', 'is_text_model',
-           'model_sites', 'validate']
+           'PerturbedTokens', 'TextClassifier', 'build_model', 'check_dataset', 'check_dropout',
+           'is_text_model', 'model_sites', 'validate']

@@ -1,7 +1,10 @@
 """What every robust_jax classifier shares: input normalisation, dropout, feature hooks, batch norm.
 
 * Inputs are images in [0, 1] pixel units, (B, H, W, C); the model normalises with the dataset's
-  mean/std itself, so attack epsilons are always in pixel units.
+  mean/std itself, so attack epsilons are always in pixel units. Images of another dtype, or
+  concrete images with values outside [-0.5, 1.5] (uint8-range floats, already-normalised images;
+  the slack admits unclipped perturbations), are refused with a one-line error
+  (`Classifier.normalize`); traced images are not read.
 * Dropout sites: each model names the places where dropout may go (`DROPOUT_SITES`); the config picks
   the rate and the sites. Masks are drawn per example from the `dropout` RNG stream
   (`random_utils.per_example_bernoulli`), so they do not depend on the device count.
@@ -30,11 +33,14 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
-from robust_jax import random_utils
+from robust_jax import arguments, random_utils
 
-__all__ = ['BatchNorm', 'Classifier', 'FeatureTransform', 'per_example_dropout']
+__all__ = ['BatchNorm', 'Classifier', 'FeatureTransform', 'PIXEL_SLACK', 'per_example_dropout']
 
 FeatureTransform = Callable[[jax.Array, jax.Array], jax.Array]
+# How far outside [0, 1] a concrete input image may go: perturbed, unclipped inputs (DropAttack)
+# pass; uint8-range floats and mean/std-normalised images (Fashion-MNIST's: [-0.81, 2.02]) do not.
+PIXEL_SLACK = 0.5
 
 
 def per_example_dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
@@ -88,7 +94,18 @@ class Classifier(nn.Module):
   FEATURE_SITES: ClassVar[tuple[str, ...]] = ()
 
   def normalize(self, images: jax.Array) -> jax.Array:
-    """(images - mean) / std in float32, then cast to `compute_dtype`: (B, H, W, C)."""
+    """(images - mean) / std in float32, then cast to `compute_dtype`: (B, H, W, C).
+
+    The images must be pixel values in [0, 1] (the model normalises them itself, so attack
+    epsilons are in pixel units): a non-float dtype is refused, and so are concrete images with a
+    value outside [-PIXEL_SLACK, 1 + PIXEL_SLACK] (e.g. uint8-range floats, or images already
+    normalised with a mean and std). The slack admits inputs perturbed without clipping
+    (DropAttack's input term). Traced images (under `jax.jit`, `jax.grad`, ...) are not read: the check costs
+    nothing in a compiled step (`robust_jax.arguments`).
+    """
+    arguments.check_image_array('images', images)
+    if not self.is_initializing():
+      arguments.check_pixel_values('images', images, slack=PIXEL_SLACK)
     return ((images - jnp.asarray(self.mean)) / jnp.asarray(self.std)).astype(self.compute_dtype)
 
   def logits(self, features: jax.Array, **dense_kwargs) -> jax.Array:

@@ -1,9 +1,10 @@
 """Word-level text classifiers: LSTM / GRU (DropAttack's notebooks) and TextCNN (Kim 2014; AMP).
 
-Inputs are token ids (B, L), int, `<pad>` = 0 after each text's last token (`robust_jax.data.text`);
-lengths are the counts of nonzero ids. The embedded sequence is zero beyond each length, and every
-model's logits depend only on the ids before it: a text padded to any L ≥ its length gives the
-same logits (padding invariance, tested).
+Inputs are token ids (B, L), int in [0, vocab_size) (concrete ids outside it, and non-integer
+dtypes, are refused with a one-line error), `<pad>` = 0 after each text's last token
+(`robust_jax.data.text`); lengths are the counts of nonzero ids. The embedded sequence is zero
+beyond each length, and every model's logits depend only on the ids before it: a text padded to
+any L ≥ its length gives the same logits (padding invariance, tested).
 
 * `RecurrentClassifier` (registered 'lstm' and 'gru'): embedding (300, N(0, 1) as PyTorch's
   `nn.Embedding`) -> `num_layers` recurrent layers of `hidden_size`, forward or both directions
@@ -49,6 +50,7 @@ import jax
 import jax.numpy as jnp
 from flax.typing import Dtype
 
+from robust_jax import arguments
 from robust_jax.models import torch_init
 # FeatureTransform: the inherited `feature_transforms` annotation resolves here (API reference).
 from robust_jax.models.base import Classifier, FeatureTransform  # noqa: F401
@@ -83,10 +85,21 @@ class TextClassifier(Classifier):
     """(embedded (B, L, E) in `compute_dtype`, zero from each length on; lengths int32 (B,)) of
     the inputs; the lookup and the perturbation's addition in float32."""
     tokens, perturbation = (inputs if isinstance(inputs, PerturbedTokens) else (inputs, None))
-    if not jnp.issubdtype(tokens.dtype, jnp.integer) and not self.is_initializing():
-      raise TypeError(f'tokens.dtype={tokens.dtype}: a text model takes integer token ids '
-                      '(B, L); images or [0, 1] floats are for image models')
-    tokens = tokens.astype(jnp.int32)  # `ModelFns.init` passes float zeros
+    if not self.is_initializing():  # `ModelFns.init` passes float zeros
+      # Integer (B, L); where concrete, ids in [0, vocab_size) (an id beyond the table would give
+      # NaN embeddings). Traced ids are not read: nothing is added to a compiled step.
+      arguments.check_token_ids('tokens', tokens, self.vocab_size)
+    if perturbation is not None:
+      expected = (*tokens.shape, self.embedding_size)
+      if not hasattr(perturbation, 'dtype') or not jnp.issubdtype(perturbation.dtype,
+                                                                  jnp.floating):
+        raise TypeError(f'embedding_perturbation.dtype='
+                        f'{getattr(perturbation, "dtype", type(perturbation).__name__)}: must be '
+                        'floating point')
+      if tuple(perturbation.shape) != expected:
+        raise ValueError(f'embedding_perturbation.shape={tuple(perturbation.shape)}: must be '
+                         f'(B, L, embedding_size) = {expected}, like the tokens')
+    tokens = tokens.astype(jnp.int32)
     embedded = nn.Embed(self.vocab_size, self.embedding_size,
                         embedding_init=nn.initializers.normal(1.0), name='embedding')(tokens)
     if perturbation is not None:
