@@ -6,11 +6,13 @@
 Expected failures are `robust_jax.errors.UserError` (bad configs, data, workdirs, checkpoints, a
 loss that became NaN) and the `OSError`s of the files a run reads and writes (a full disk, a
 read-only or missing folder), which are reported with the path and the system's reason. Anything
-else is a bug and keeps its traceback.
+else is a bug and keeps its traceback. orbax's own error logs (a failed save logs its traceback from
+orbax's writer threads) are dropped unless ROBUST_JAX_TRACEBACK=1: robust_jax reports that failure.
 """
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -44,6 +46,12 @@ def describe_os_error(error: OSError) -> str:
   return f'{reason}: {where or "(no path given)"}' + (f' ({remedy})' if remedy else '')
 
 
+def _drop_orbax_errors(record: logging.LogRecord) -> bool:
+  """False for orbax's own ERROR logs: a failed save also logs its traceback from orbax's writer
+  threads before the failure reaches robust_jax, which reports it in one line (CheckpointError)."""
+  return not (record.levelno >= logging.ERROR and f'{os.sep}orbax{os.sep}' in record.pathname)
+
+
 def run(main: Callable[[], object]) -> object:
   """Calls `main()`; an expected failure exits with `error: ...` and status 1 instead of raising.
 
@@ -51,6 +59,7 @@ def run(main: Callable[[], object]) -> object:
   """
   if os.environ.get(TRACEBACK_VARIABLE, '') not in ('', '0'):
     return main()
+  logging.getLogger('absl').addFilter(_drop_orbax_errors)
   try:
     return main()
   except UserError as error:

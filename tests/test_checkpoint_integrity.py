@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -222,13 +223,36 @@ def test_a_save_that_fails_is_one_line_and_leaves_no_unfinished_folder(tmp_path,
   assert os.listdir(directory) == []
 
 
-def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path):
-  """A real full disk: a 96 KiB tmpfs holds one 40 KB checkpoint, not two (needs root)."""
+def test_a_disk_without_room_for_the_state_is_refused_before_writing(tmp_path, monkeypatch):
+  directory = str(tmp_path / 'checkpoints')
+  checkpointer = checkpointing.Checkpointer(directory)
+  state = {'w': np.ones((1000, 1000), np.float32)}
+  usage = shutil.disk_usage(directory)
+  monkeypatch.setattr(checkpointing.shutil, 'disk_usage',
+                      lambda path: usage._replace(free=4_500_000))
+  with pytest.raises(checkpointing.CheckpointError) as error:
+    checkpointer.save(3, state)
+  assert str(error.value) == (
+      f'not enough free space for the checkpoint at step 3 in {directory}: it needs about 5.0 MB, '
+      '4.5 MB are free; free some space (or use another --workdir) and rerun the same command to '
+      'resume from the newest checkpoint')
+  assert os.listdir(directory) == []
+  monkeypatch.setattr(checkpointing.shutil, 'disk_usage',
+                      lambda path: usage._replace(free=5_100_000))
+  checkpointer.save(3, state)
+  checkpointer.close()
+  assert checkpointing.saved_steps(directory) == [3]
+
+
+def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+  """A real full disk: a 96 KiB tmpfs holds one 40 KB checkpoint, not two (needs root). The
+  free-space check is turned off, as when another program fills the disk during the save."""
   directory = str(tmp_path / 'disk')
   os.makedirs(directory)
   if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=96k', 'tmpfs', directory],
                     capture_output=True, check=False).returncode:
     pytest.skip('needs permission to mount a tmpfs')
+  monkeypatch.setattr(checkpointing, '_require_free_space', lambda *args: None)
   try:
     checkpointer = checkpointing.Checkpointer(directory, max_to_keep=5)
     state = {'w': np.random.default_rng(0).normal(size=(100, 100)).astype(np.float32)}
@@ -260,3 +284,26 @@ def _save(directory, step, state):
   checkpointer.save(step, state)
   checkpointer.close()
 
+
+
+def test_training_on_a_full_disk_ends_in_one_line_without_tracebacks(tiny_npz, tmp_path):
+  """`python -m robust_jax.main` with its workdir on a 150 KiB tmpfs: one line, exit 1, no traceback
+  (before the free-space check, orbax and tensorstore printed 50 tracebacks; needs root)."""
+  disk = tmp_path / 'disk'
+  disk.mkdir()
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=150k', 'tmpfs', str(disk)],
+                    capture_output=True, check=False).returncode:
+    pytest.skip('needs permission to mount a tmpfs')
+  config_file = tmp_path / 'config.py'
+  config_file.write_text('from tests import helpers\n\n\ndef get_config(arg=None):\n'
+                         f'  return helpers.tiny_config({tiny_npz!r}, num_steps=6)\n')
+  root = os.path.join(os.path.dirname(__file__), '..')
+  try:
+    run = subprocess.run([sys.executable, '-m', 'robust_jax.main', f'--config={config_file}',
+                          f'--workdir={disk / "w"}'], capture_output=True, text=True, timeout=300,
+                         cwd=root, env={**os.environ, 'PYTHONPATH': root})
+  finally:
+    subprocess.run(['umount', str(disk)], check=True)
+  assert run.returncode == 1 and 'Traceback' not in run.stderr, run.stderr[-2000:]
+  assert run.stderr.strip().splitlines()[-1].startswith(
+      'error: not enough free space for the checkpoint at step 5 in ')
