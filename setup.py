@@ -31,6 +31,11 @@ setup(
         'pillow>=13.0.0,<14',  # image decoding in tensorflow-datasets
     ],
     extras_require={
+        # GPU and TPU builds of jax (README.md, "GPU and TPU hosts"): jax's own extras, which pin
+        # the plugin to the installed jax; constraints-cuda.txt pins the NVIDIA libraries too.
+        'cuda12': ['jax[cuda12]'],
+        'cuda13': ['jax[cuda13]'],
+        'tpu': ['jax[tpu]'],
         # Preparing (downloading) TFDS datasets needs TensorFlow; the CPU build never takes the GPU.
         'tfds': ['tensorflow-cpu>=2.21'],
         'test': ['pytest>=8', 'pytest-xdist>=3.6', 'hypothesis>=6.100'],

@@ -23,6 +23,8 @@ text epochs are not recorded). FGM (PROPOSAL, `methods/embedding_adversary.py`):
 example's embedded sequence, clean + adversarial loss. The offline table's AMP row uses the
 TextCNN setting (ε = 1, ζ = 0.1, inner clip 50) on the BiGRU (PROPOSAL); every offline variant
 shares everything but the method.
+The TFDS variants are paper-scale and refuse to train on CPUs
+(`--config.train.require_accelerator=False` trains there anyway); the offline ones run on a CPU.
 Vocabulary: 100,000 words at most on TFDS data; offline 32,000 (the 31,359 distinct words of the
 10,000 training texts, plus <pad> and <unk>). AG News texts have at most 134 tokens here, so
 `--config.dataset.max_length=136` gives the same numbers (the models ignore padding) in about
@@ -73,7 +75,8 @@ def get_config(arg=None):
   config.model = MODELS[model]
   config.optimizer.update(name='adam', learning_rate=1e-3, schedule='constant')
   config.train.update(batch_size=128, num_epochs=5 if dataset == 'ag_news' else 10,
-                      log_every_steps=20, eval_every_epochs=1)
+                      log_every_steps=20, eval_every_epochs=1,
+                      require_accelerator=not offline)  # the TFDS sets are paper-scale
   if model == 'textcnn':  # the AMP trainer's batch and clipping, ERM included
     config.train.batch_size = 50
     config.optimizer.grad_clip_norm = 50.0

@@ -36,7 +36,8 @@ def default_config() -> ml_collections.ConfigDict:
                      boundaries_epochs=(), decay_factor=0.1)
   c.train = dict(batch_size=128, num_epochs=3, num_steps=0, log_every_steps=50, eval_every_epochs=1,
                  checkpoint_every_steps=1000, checkpoint_every_minutes=10.0,
-                 max_checkpoints_to_keep=2, log_grad_norm=False, compute_dtype='float32')
+                 max_checkpoints_to_keep=2, log_grad_norm=False, compute_dtype='float32',
+                 num_devices=0, require_accelerator=False)
   c.eval = dict(batch_size=1000, num_examples=0)
   c.robustness = dict(norm='linf', epsilons=('0', '0.1'), attacks=('fgsm', 'pgd', 'apgd_ce', 'apgd_dlr'),
                       pgd_steps=20, pgd_relative_step_size=0.25, pgd_restarts=1, apgd_steps=100,
@@ -61,7 +62,8 @@ def plain_model(name: str, **overrides) -> dict:
 
 def cifar_config(dataset: str, model: str, **model_overrides) -> ml_collections.ConfigDict:
   """The standard CIFAR recipe: TFDS data, SGD 0.1 (momentum 0.9, Nesterov, weight decay 5e-4),
-  batch 128, 200 epochs, learning rate ×0.1 at epochs 100 and 150; L∞ evaluation up to 8/255."""
+  batch 128, 200 epochs, learning rate ×0.1 at epochs 100 and 150; L∞ evaluation up to 8/255.
+  Paper-scale, so it refuses to train on CPUs (`train.require_accelerator`)."""
   c = default_config()
   c.dataset = dict(name=dataset, source='tfds', path='', download=False, augmentation='default',
                    crop_padding=4, crop_fill=128, autoaugment='none', cutout_length=0,
@@ -72,7 +74,8 @@ def cifar_config(dataset: str, model: str, **model_overrides) -> ml_collections.
                      warmup_epochs=0.0, boundaries_epochs=(100.0, 150.0), decay_factor=0.1)
   c.train = dict(batch_size=128, num_epochs=200, num_steps=0, log_every_steps=100,
                  eval_every_epochs=10, checkpoint_every_steps=2000, checkpoint_every_minutes=10.0,
-                 max_checkpoints_to_keep=2, log_grad_norm=False, compute_dtype='float32')
+                 max_checkpoints_to_keep=2, log_grad_norm=False, compute_dtype='float32',
+                 num_devices=0, require_accelerator=True)
   c.robustness.epsilons = ('0', '2/255', '4/255', '8/255')
   c.robustness.large_epsilon = '64/255'
   return c

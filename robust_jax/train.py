@@ -75,17 +75,21 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   Returns {'test_accuracy', 'test_loss' (at the last step), 'best_test_accuracy',
   'best_test_step' (over every evaluation of the run, resumed parts included: the AMP code reports
   the best epoch), 'steps', 'epochs', 'num_test_examples', 'modality' ('image' or 'text'),
-  'devices'} (also written to
+  'devices' (their count), 'backend', 'device_kind', 'jax_version'} (also written to
   results.json), or {'stopped_at_step': step} when the run stopped early with a
-  checkpoint at `step`, plus 'signal': 'SIGTERM' or 'SIGINT' when a signal stopped it.
+  checkpoint at `step`, plus 'signal': 'SIGTERM' or 'SIGINT' when a signal stopped it. The first
+  line printed names the devices (`sharding.describe`).
 
-  devices: the devices to train on (default: every device of every host).
+  devices: the devices to train on; default `config.train.num_devices` of each host's devices
+    (0 = all); when given, that key must be 0 or their count (`sharding.select_devices`).
   stop_after_steps: stop (with a checkpoint) after this many steps of this invocation, for
     time-limited job queues; rerunning continues where it stopped.
   allow_config_change: resume although `config` differs from the workdir's in keys that keep every
     array shape (see `robust_jax.workdir.claim`); the change is recorded in config_history.jsonl.
 
-  Raises `workdir.WorkdirError` (a `ConfigError`) when the workdir holds another experiment or not
+  Raises `ConfigError` before anything is written when `config.train.require_accelerator` is set
+  and the devices are CPUs, or the batch does not split over them; `workdir.WorkdirError` (a
+  `ConfigError`) when the workdir holds another experiment or not
   every process can see it, before anything is written, and its subclass
   `workdir_lock.WorkdirLockedError` at once when another run is training in it (the lock is held
   until this returns or raises). A damaged checkpoint is skipped with a printed line, and training
@@ -93,11 +97,11 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   """
   validation.validate_config(config)
   sharding.maybe_initialize_distributed(config.distributed)
-  mesh = sharding.make_mesh(devices)
-  batch_size = config.train.batch_size
-  if batch_size % mesh.size:
-    raise config_schema.ConfigError(
-        f'config.train.batch_size={batch_size}: must be divisible by the {mesh.size} devices')
+  mesh = sharding.make_mesh(sharding.select_devices(config.train.num_devices, devices))
+  sharding.require_accelerator(config, mesh)
+  sharding.check_batch(config.train.batch_size, mesh)
+  if jax.process_index() == 0:
+    print(sharding.describe(mesh), flush=True)
   os.makedirs(workdir, exist_ok=True)
   with workdir_lock.hold(workdir):
     return _train(config, workdir, mesh, stop_after_steps, allow_config_change)
@@ -226,7 +230,7 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
              'best_test_accuracy': best_accuracy, 'best_test_step': best_step,
              'steps': step, 'epochs': step / steps_per_epoch,
              'num_test_examples': len(test_split), 'modality': spec.modality,
-             'devices': mesh.size}
+             **sharding.device_facts(mesh)}
   if not np.isfinite(results['test_loss']):  # e.g. a damaged checkpoint from before checksums
     raise NonFiniteLossError(
         f'test loss is {results["test_loss"]} at step {step}, so results.json is not written; if '

@@ -14,7 +14,7 @@ __all__ = ['DISTRIBUTED_SCHEMA', 'EVAL_SCHEMA', 'PLAIN_SECTIONS', 'TOP_LEVEL', '
            'validate_config']
 
 TRAIN_SCHEMA: cs.Schema = {
-    'batch_size': cs.integer(1),  # global batch, split over all devices
+    'batch_size': cs.integer(1),  # global batch, split over the devices the run uses
     'num_epochs': cs.integer(1),
     'num_steps': cs.integer(0),  # > 0: train exactly this many steps instead of num_epochs
     'log_every_steps': cs.integer(1),
@@ -29,6 +29,12 @@ TRAIN_SCHEMA: cs.Schema = {
     # statistics, logits, losses and attacks stay float32 (`robust_jax.models.base`).
     'compute_dtype': cs.one_of(*models.COMPUTE_DTYPES, note='float16 would need loss scaling, '
                                'which robust_jax does not do'),
+    # the first N devices of each process (0 = all); at most the process's device count
+    # (`sharding.select_devices`). Changes how the batch is split, not what a step computes.
+    'num_devices': cs.integer(0),
+    # refuse to train when every device is a CPU (`sharding.require_accelerator`): True in the
+    # paper-scale recipes.
+    'require_accelerator': cs.boolean(),
 }
 EVAL_SCHEMA: cs.Schema = {
     'batch_size': cs.integer(1),

@@ -33,17 +33,19 @@ from robust_jax.models import build_model
 
 CONFIG_FILE = 'config.json'
 HISTORY_FILE = 'config_history.jsonl'
-# Keys (or whole sections) that change only logging, checkpointing, evaluation or multi-host
-# plumbing: a resumed run ends with the same weights whatever they are (eval.num_examples changes
-# how many test examples the clean accuracy counts; results.json records that number).
+# Keys (or whole sections) that change only logging, checkpointing, evaluation, the devices or
+# multi-host plumbing: a resumed run ends with the same weights whatever they are, up to float
+# rounding for the device count (eval.num_examples changes how many test examples the clean
+# accuracy counts; results.json records that number).
 NEUTRAL_KEYS = ('train.log_every_steps', 'train.eval_every_epochs', 'train.log_grad_norm',
                 'train.checkpoint_every_steps', 'train.checkpoint_every_minutes',
-                'train.max_checkpoints_to_keep', 'eval.batch_size', 'eval.num_examples',
-                'robustness', 'distributed')
+                'train.max_checkpoints_to_keep', 'train.num_devices', 'train.require_accelerator',
+                'eval.batch_size', 'eval.num_examples', 'robustness', 'distributed')
 # Keys added after workdirs were first written, with the value that reproduces the older runs
 # (the text-only dataset keys: image runs never read them).
 ADDED_KEYS = {'train.num_steps': 0, 'train.checkpoint_every_minutes': 0.0,
-              'train.compute_dtype': 'float32', 'eval.num_examples': 0,
+              'train.compute_dtype': 'float32', 'train.num_devices': 0,
+              'train.require_accelerator': False, 'eval.num_examples': 0,
               **{f'dataset.{key}': value
                  for key, value in config_defaults.TEXT_DATASET_DEFAULTS.items()}}
 _ABSENT = '(absent)'

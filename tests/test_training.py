@@ -106,7 +106,7 @@ def test_an_amp_table_recipe_runs_end_to_end_on_tfds_mock_data(tmp_path, eight_d
   """SVHN through TFDS with the official AutoAugment + Cutout and AMP, the model made tiny."""
   config = load_config_file('configs/amp.py:svhn_wrn28_10_autoaugment')
   config.model = helpers.tiny_config('').model
-  config.train.update(batch_size=8, num_epochs=1)
+  config.train.update(batch_size=8, num_epochs=1, require_accelerator=False)  # CPU on purpose
   config.eval.batch_size = 8
   with tfds.testing.mock_data(num_examples=16):
     results = train.train_and_evaluate(config, str(tmp_path / 'svhn'), devices=eight_devices[:1])

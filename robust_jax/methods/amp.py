@@ -35,7 +35,7 @@ from robust_jax import arguments
 from robust_jax import config_schema as cs
 from robust_jax.inner_loop import inner_loop
 from robust_jax.methods.loss_calls import with_aux_and_state
-from robust_jax.objectives import WEIGHT_PERTURBATIONS, LossFn
+from robust_jax.objectives import WEIGHT_PERTURBATIONS, LossFn, require_float32_weights
 
 __all__ = ['BALLS', 'DEFAULTS', 'Perturbation', 'SCHEMA', 'amp', 'perturbation', 'project']
 
@@ -148,7 +148,11 @@ def perturbation(loss_fn: Callable[..., typing.Any], params, *, epsilon: float,
   return Perturbation(jax.lax.stop_gradient(delta), norm, state)
 
 
-@WEIGHT_PERTURBATIONS.register('amp', SCHEMA, defaults=DEFAULTS)
+def _check(config):
+  require_float32_weights(config, "AMP (config.weight_perturbation.name='amp')")
+
+
+@WEIGHT_PERTURBATIONS.register('amp', SCHEMA, check=_check, defaults=DEFAULTS)
 def amp(config, loss_fn: LossFn) -> LossFn:
   """Adapter: the objective L(θ + Δ) with Δ = `perturbation` of `loss_fn` (a robust_jax LossFn).
 

@@ -52,6 +52,7 @@ from robust_jax.data.specs import SPECS
 from robust_jax.inner_loop import inner_loop
 from robust_jax.methods.loss_calls import with_aux_and_state
 from robust_jax.objectives import WEIGHT_PERTURBATIONS, LossFn, loss_with_gradient
+from robust_jax.objectives import require_float32_weights
 
 __all__ = ['DEFAULTS', 'DropAttackGradient', 'EMBEDDING_DEFAULTS', 'EMBEDDING_SCHEMA',
            'INPUT_NORMS', 'SCHEMA', 'dropattack', 'dropattack_embedding', 'gradient']
@@ -119,6 +120,8 @@ def _check(config):
         f"with respect to the inputs, which adversary '{config.adversary.name}' replaces; set "
         "attack_input=False or adversary 'none'")
   _check_attacks_something(section)
+  if section.attack_weights:
+    require_float32_weights(config, 'DropAttack with attack_weights=True')
 
 
 def _check_embedding(config):
@@ -127,6 +130,7 @@ def _check_embedding(config):
         f"config.weight_perturbation.name='dropattack_embedding': perturbs a text model's "
         f"embedding table, but {config.dataset.name} is image data; use 'dropattack'")
   _check_attacks_something(config.weight_perturbation)
+  require_float32_weights(config, "DropAttack on the embedding table ('dropattack_embedding')")
 
 
 def _check_attacks_something(section):
