@@ -22,9 +22,12 @@ def brace_expand(text: str) -> list[str]:
 
 
 def config_specs() -> list[str]:
-  """Every 'configs/x.py:variant' named by a --config= in README.md, braces expanded."""
+  """Every 'configs/x.py:variant' named by a --config= in README.md, braces expanded, and the ERM
+  and AMP configs of every `experiments/amp_table_row.py --row=ROW`."""
   named = re.findall(r'--config=([^\s`|]+)', README)
-  return sorted({spec for text in named for spec in brace_expand(text)})
+  rows = re.findall(r'amp_table_row\.py --row=([a-z0-9_]+)', README)
+  return sorted({spec for text in named for spec in brace_expand(text)}
+                | {f'configs/{method}.py:{row}' for row in rows for method in ('erm', 'amp')})
 
 
 def bash_commands() -> list[list[str]]:
