@@ -128,7 +128,7 @@ def _synthetic_tokens(rng: np.random.Generator, batch_size: int, spec) -> np.nda
 def benchmark(config, rounds: int, steps: int, *, augment: bool = True, pytorch: bool = False,
               torch_channels_last: bool = False, torch_compile: bool = False) -> dict:
   validation.validate_config(config)
-  mesh = sharding.make_mesh()
+  mesh = sharding.make_mesh(sharding.select_devices(config.train.num_devices))
   spec = data.spec_for(config.dataset)
   batch_size = config.train.batch_size
   model = build_model(config.model, spec, objectives.build_feature_transforms(config),
