@@ -1,4 +1,5 @@
 """Square: the reference's schedule and patterns, a model without gradients, and invariants."""
+import itertools
 import re
 
 import jax
@@ -281,3 +282,58 @@ def test_a_bad_argument_gives_one_line_naming_it(make_call, error, message):
   text = str(raised.value).split('\n--------------------\nFor simplicity, JAX')[0]
   assert re.search(message, text), text
   assert '\n' not in text
+
+
+
+def _reference_l2_update(x_best, images, epsilon, corner, second, pattern, signs,
+                         windows_norm_per_channel=False):
+  """AutoAttack's L2 Square proposal (square.py, attack_single_run, L2 branch) transcribed in
+  NumPy for one example (H, W, C): new window = η·sign per channel + δ_w/‖δ_w‖ (per channel),
+  rescaled per channel to sqrt(max(ε² - ‖δ‖², 0) / C + ‖δ on both windows‖²), where ‖δ‖ and the
+  norm over both windows run over every channel (its `lp_norm`; `windows_norm_per_channel` takes
+  the latter per channel instead); the second window is zeroed first, then the first written."""
+  side = pattern.shape[0]
+  delta = x_best - images
+  (top, left), (top2, left2) = corner, second
+  both = np.zeros(delta.shape[:2], bool)
+  both[top:top + side, left:left + side] = True
+  both[top2:top2 + side, left2:left2 + side] = True
+  norms_image = np.sqrt(np.sum(delta ** 2))
+  axes = (0, 1) if windows_norm_per_channel else None
+  norms_windows = np.sqrt(np.sum((delta * both[..., None]) ** 2, axis=axes, keepdims=True))
+  old = delta[top:top + side, left:left + side]
+  old = old / (1e-12 + np.sqrt(np.sum(old ** 2, axis=(0, 1), keepdims=True)))
+  new = pattern[..., None] * signs + old
+  budget = np.sqrt(max(epsilon ** 2 - norms_image ** 2, 0.0) / delta.shape[-1] + norms_windows ** 2)
+  new = new / (1e-12 + np.sqrt(np.sum(new ** 2, axis=(0, 1), keepdims=True))) * budget
+  delta = delta.copy()
+  delta[top2:top2 + side, left2:left2 + side] = 0.0
+  delta[top:top + side, left:left + side] = new
+  return np.clip(images + epsilon * delta / (np.sqrt(np.sum(delta ** 2)) + 1e-12), 0.0, 1.0)
+
+
+def test_l2_query_on_colour_images_is_the_reference_update():
+  """3 channels, 6 × 6 images, 3 × 3 windows: the proposal equals the reference's update for the
+  windows, orientation and signs it drew (found by trying every draw); the norm over both windows
+  runs over all channels together, as the reference's lp_norm: with that norm taken per channel
+  (a reading that differs only on colour images) no draw matches."""
+  rng = np.random.default_rng(7)
+  images = jnp.full((3, 6, 6, 3), 0.5, jnp.float32)
+  delta = rng.normal(size=(3, 6, 6, 3)).astype(np.float32)
+  delta *= 0.3 / np.linalg.norm(delta.reshape(3, -1), axis=-1).reshape(3, 1, 1, 1)
+  pattern = l2_window_pattern(3)
+  epsilon = 0.5
+  proposal = np.asarray(_l2_query(KEY, images + delta, images, epsilon, 3,
+                                  jnp.asarray(np.stack([pattern, pattern.T]))))
+  corners = [(top, left) for top in range(4) for left in range(4)]
+  draws = [(corner, second, oriented, np.array(signs, np.float32))
+           for corner in corners for second in corners for oriented in (pattern, pattern.T)
+           for signs in itertools.product((1.0, -1.0), repeat=3)]
+  x_best, clean = np.asarray(images + delta), np.asarray(images)
+  for example in range(3):
+    for per_channel in (False, True):
+      matching = [draw for draw in draws if np.allclose(
+          _reference_l2_update(x_best[example], clean[example], epsilon, *draw,
+                               windows_norm_per_channel=per_channel),
+          proposal[example], atol=2e-6)]
+      assert len(matching) == (0 if per_channel else 1), (example, per_channel, len(matching))
