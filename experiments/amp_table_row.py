@@ -31,13 +31,22 @@ sys.path.insert(0, REPO)
 from configs import amp as amp_configs  # noqa: E402  pylint: disable=wrong-import-position
 from robust_jax import config_defaults  # noqa: E402  pylint: disable=wrong-import-position
 
-_ROW = flags.DEFINE_enum('row', None, list(config_defaults.AMP_TABLE_VARIANTS),
-                         'The table row: a variant of configs/erm.py and configs/amp.py.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', 'workdirs/amp_table', 'Where the rows go.')
-_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
-_SET = flags.DEFINE_string('set', '', 'Config overrides for both configs (compare.py --set).')
-_ATTACK_EXAMPLES = flags.DEFINE_integer('attack_examples', 500,
-                                        'Test images compare.py attacks per run.')
+
+
+def define_flags() -> dict:
+  """The command's flags (defined only when it runs, so that tests can import its functions
+  beside other absl programs)."""
+  return dict(
+      row=flags.DEFINE_enum('row', None, list(config_defaults.AMP_TABLE_VARIANTS),
+                            'The table row: a variant of configs/erm.py and configs/amp.py.'),
+      output_dir=flags.DEFINE_string('output_dir', 'workdirs/amp_table', 'Where the rows go.'),
+      seeds=flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.'),
+      overrides=flags.DEFINE_string('set', '', 'Config overrides for both configs (compare.py '
+                                    '--set).'),
+      attack_examples=flags.DEFINE_integer('attack_examples', 500,
+                                           'Test images compare.py attacks per run.'))
+
+
 METHODS = ('erm', 'amp')
 
 
@@ -80,15 +89,18 @@ def read_records(row_dir: str, row: str) -> dict[str, list[dict]]:
   return records
 
 
-def main(argv):
+def main(argv, flag_values: dict):
   del argv
-  if _ROW.value is None:
+  row = flag_values['row'].value
+  if row is None:
     raise app.UsageError('--row is required, e.g. --row=cifar10_preact_resnet18; rows: '
                          + ', '.join(config_defaults.AMP_TABLE_VARIANTS))
-  row_dir = os.path.join(_OUTPUT_DIR.value, _ROW.value)
-  status = subprocess.run(compare_command(_ROW.value, row_dir, _SEEDS.value, _SET.value,
-                                          _ATTACK_EXAMPLES.value), cwd=REPO, check=False).returncode
-  table = row_table(_ROW.value, read_records(row_dir, _ROW.value))
+  row_dir = os.path.join(flag_values['output_dir'].value, row)
+  status = subprocess.run(compare_command(row, row_dir, flag_values['seeds'].value,
+                                          flag_values['overrides'].value,
+                                          flag_values['attack_examples'].value),
+                          cwd=REPO, check=False).returncode
+  table = row_table(row, read_records(row_dir, row))
   with open(os.path.join(row_dir, 'row.md'), 'w') as f:
     f.write(table)
   print(table + f'wrote {row_dir}/row.md')
@@ -96,4 +108,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  _FLAG_VALUES = define_flags()
+  app.run(lambda argv: main(argv, _FLAG_VALUES))

@@ -30,8 +30,8 @@ __all__ = ['PIXEL_HINT', 'check_callable', 'check_choice', 'check_class_indices'
            'check_float_tree', 'check_image_array', 'check_index_array', 'check_index_range',
            'check_int_range', 'check_key', 'check_mapping', 'check_number', 'check_pair',
            'check_paths',
-           'check_pixel_values', 'check_similarity_matrix', 'check_token_ids', 'is_concrete',
-           'show', 'value_range']
+           'check_pixel_values', 'check_similarity_matrix', 'check_token_ids', 'float32_problem',
+           'is_concrete', 'show', 'value_range']
 
 PIXEL_HINT = 'pixel values in [0, 1] (e.g. uint8 images / 255)'
 # How far a row of a concrete probability matrix may sum from 1, and a similarity diagonal from 0
@@ -111,7 +111,8 @@ def check_int_range(name: str, value, low: int, high: int, hint: str = '') -> in
 
 def check_number(name: str, value, minimum: float, *, strict: bool = False,
                  maximum: float | None = None, static: bool = False) -> None:
-  """`value` is a real scalar; where concrete, finite and in [minimum, maximum] (or > minimum).
+  """`value` is a real scalar; where concrete, finite and in [minimum, maximum] (or > minimum), and
+  held by float32 (`float32_problem`: 1e300 would be inf, 1e-300 would be 0).
 
   A traced scalar passes unchecked (its value is not known while tracing), unless `static`: then
   it is refused, for a number that decides the computation's structure (e.g. whether to clip).
@@ -127,12 +128,33 @@ def check_number(name: str, value, minimum: float, *, strict: bool = False,
       raise TypeError(f'{name}: must be a static Python number (it fixes the computation when '
                       'tracing), not a traced value')
     return
-  number = float(value)
+  try:
+    number = float(value)
+  except OverflowError:  # a Python int too large for a float
+    number = float('inf')
   low_ok = number > minimum if strict else number >= minimum
   if not (np.isfinite(number) and low_ok and (maximum is None or number <= maximum)):
     expected = (f'in {"(" if strict else "["}{minimum:g}, {maximum:g}]' if maximum is not None
                 else f'{">" if strict else ">="} {minimum:g}')
     raise ValueError(f'{name}={show(value)}: must be a finite number {expected}')
+  problem = float32_problem(number)
+  if problem:
+    raise ValueError(f'{name}={show(value)}: {problem}')
+
+
+def float32_problem(number: float) -> str:
+  """'' when float32, the dtype robust_jax computes in, holds the finite `number` (0 stays 0, any
+  other number stays nonzero and finite); else what it must be, e.g. 'must be 0 or a number
+  float32 holds (float32 makes it 0.0; ...)' for 1e-300."""
+  with np.errstate(over='ignore'):
+    single = np.float32(number)
+  if number and not single:
+    return (f'must be 0 or a number float32 holds (float32 makes it 0.0; the smallest nonzero '
+            f'float32 is {np.finfo(np.float32).smallest_subnormal:.2g})')
+  if not np.isfinite(single):
+    return (f'must be a number float32 holds (float32 makes it {single}; the largest float32 is '
+            f'{np.finfo(np.float32).max:.2g})')
+  return ''
 
 
 def check_pair(name: str, value, minimum: float, *, strict: bool = False,

@@ -26,15 +26,24 @@ restored without complaint, "n/r": not reached):
 | `default/_sharding` or `array_metadatas/` deleted    | yes         | -           | -            |
 | `_CHECKPOINT_METADATA` deleted or truncated          | not covered | -           | -            |
 | `robust_jax_sha256.json` truncated                   | yes         | -           | -            |
-| the step folder emptied                              | (none)      | yes         | n/r          |
+| the step folder emptied                              | yes         | yes         | n/r          |
 
 Overwritten bytes decode to garbage floats (3e38, NaN) that orbax does not notice; the finite check
 sees them only when a NaN or inf results (here: with random bytes, not with 0xff bytes). Restoring
 without `_CHECKPOINT_METADATA` gives the same state. An unfinished `<step>.orbax-checkpoint-tmp`
-folder is never listed as a step. A checkpoint written before checksums were recorded (no
-`robust_jax_sha256.json`, as also when that file is deleted) still restores, checked by orbax's
-errors and the finite check only. Where every file matches its checksum, an orbax error is not
-called damage (e.g. a template of other shapes): it propagates unchanged.
+folder is never listed as a step.
+
+The checksum file also records the step and the workdir's run id (`robust_jax.workdir.run_id`),
+and the files it lists must be all the step's files (less those not covered): a step folder
+copied or renamed, a checksum file emptied or another run's step folder dropped in counts as
+damage, and so does a restored `state.step` other than the folder's step. Once a workdir has a run
+id, a missing checksum file is damage too. A checkpoint of a workdir from before run ids without
+`robust_jax_sha256.json` (written before checksums were recorded) still restores, with the notice
+`checkpoint at step N has no checksums (written before robust_jax recorded them): not verified`,
+checked by orbax's errors and the finite check only. A checkpoint whose arrays have other shapes
+than the template (another model's step folder, a hand-edited config.json) raises CheckpointError
+naming the array and both shapes, from orbax's metadata, before any array is read. Where every
+file matches its checksum, any other orbax error is not called damage: it propagates unchanged.
 
 A damaged checkpoint raises `CheckpointError` naming the step and the damage. `restore_latest`
 (training resumes) skips damaged checkpoints, newest first, and moves each skipped one to
@@ -47,6 +56,7 @@ default) refuses a damaged checkpoint and moves nothing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -60,24 +70,38 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath  # orbax's paths
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from robust_jax import errors
 
-__all__ = ['CHECKSUM_FILE', 'CheckpointError', 'Checkpointer', 'saved_steps']
+__all__ = ['CHECKSUM_FILE', 'CheckpointError', 'Checkpointer', 'StepNotFoundError', 'saved_steps']
 
 CHECKSUM_FILE = 'robust_jax_sha256.json'
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'  # orbax's atomicity_types.TMP_DIR_SUFFIX
 _REWRITTEN_AFTER_RENAME = '_CHECKPOINT_METADATA'  # orbax's step metadata, not covered
+# The files of a step folder that its checksum file does not cover (orbax writes the last after it).
+_NOT_COVERED = (CHECKSUM_FILE, _REWRITTEN_AFTER_RENAME, 'commit_success.txt')
+_ITEM = 'default'  # the folder of a step in which orbax's CheckpointManager puts the state
 
 
 class CheckpointError(errors.UserError):
-  """A checkpoint is damaged, none is intact, or one could not be written."""
+  """A checkpoint is damaged or of another model, none is intact, or one could not be written."""
+
+
+class StepNotFoundError(CheckpointError, FileNotFoundError):
+  """No checkpoint for the step asked for."""
 
 
 def saved_steps(directory: str) -> list[int]:
-  """The steps of the finished checkpoints in `directory`, ascending; reads only, writes nothing."""
+  """The steps of the finished checkpoints in `directory`, ascending; reads only, writes nothing.
+
+  Raises NotADirectoryError when `directory` is a file (orbax would fail to save into it only in
+  its background threads, after every step of the run was trained).
+  """
+  if os.path.exists(directory) and not os.path.isdir(directory):
+    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), directory)
   return sorted(ocp.utils.checkpoint_steps(directory)) if os.path.isdir(directory) else []
 
 
@@ -115,11 +139,18 @@ class Checkpointer:
 
   Only the newest `max_to_keep` checkpoints are kept, plus those at `keep_steps`, which are never
   deleted. `read_only=True` (evaluation) never writes, moves or deletes anything in `directory`.
+
+  run_id: the workdir's run id (`robust_jax.workdir.run_id`), recorded with every checkpoint saved
+    and required of every checkpoint restored, whose checksum file must then exist; None for a
+    workdir from before run ids, whose checkpoints may lack checksums (restored with a notice).
+  Raises NotADirectoryError when `directory` is a file.
   """
 
   def __init__(self, directory: str, max_to_keep: int = 2, keep_steps: tuple[int, ...] = (),
-               read_only: bool = False):
+               read_only: bool = False, run_id: str | None = None):
     self._directory = os.path.abspath(directory)
+    saved_steps(self._directory)  # a file there fails here, not in orbax's threads
+    self._run_id = run_id
     self._saving: int | None = None  # the step orbax is writing in the background
     policy = checkpoint_managers.AnyPreservationPolicy([
         checkpoint_managers.LatestN(max_to_keep), checkpoint_managers.CustomSteps(keep_steps)])
@@ -166,12 +197,12 @@ class Checkpointer:
     """Checkpoint `step` (default: the newest) restored like `template`, or None if there is none.
 
     template: a pytree of arrays or `jax.ShapeDtypeStruct`s with shardings.
-    Raises FileNotFoundError when `step` is given and has no checkpoint, and CheckpointError
-    (never an older checkpoint instead) when it is damaged.
+    Raises StepNotFoundError when `step` is given and has no checkpoint, and CheckpointError
+    (never an older checkpoint instead) when it is damaged or of other shapes than `template`.
     """
     if step is not None and step not in self._manager.all_steps():
       available = ', '.join(map(str, sorted(self._manager.all_steps()))) or 'none'
-      raise FileNotFoundError(f'no checkpoint for step {step} in {self._directory}; '
+      raise StepNotFoundError(f'no checkpoint for step {step} in {self._directory}; '
                               f'available steps: {available}')
     step = self._manager.latest_step() if step is None else step
     if step is None:
@@ -222,24 +253,35 @@ class Checkpointer:
              for path in _files(folder) if path != _REWRITTEN_AFTER_RENAME}
     partial = os.path.join(folder, CHECKSUM_FILE + '.partial')
     with open(partial, 'w') as f:
-      json.dump({'files': files}, f, indent=1, sort_keys=True)
+      json.dump({'files': files, 'step': self._saving, 'run_id': self._run_id}, f, indent=1,
+                sort_keys=True)
     os.replace(partial, os.path.join(folder, CHECKSUM_FILE))
 
   def _restore_intact(self, template, step: int):
     """Checkpoint `step` restored like `template`; raises _Damaged saying what is wrong.
 
-    orbax's errors count as damage only for a checkpoint without checksums: where every file
-    matches its checksum, an orbax error is not damage (e.g. a template of other shapes) and
-    propagates as it is.
+    A checkpoint of other shapes than `template` raises CheckpointError (not damage). orbax's
+    errors count as damage only for a checkpoint without checksums: where every file matches its
+    checksum, an orbax error propagates as it is. A checkpoint without checksums in a workdir
+    from before run ids is restored with a printed notice.
     """
-    verified = _verify_checksums(os.path.join(self._directory, str(step)))
+    folder = os.path.join(self._directory, str(step))
+    verified = _verify_checksums(folder, step, self._run_id)
+    if not verified and jax.process_index() == 0:
+      print(f'checkpoint at step {step} has no checksums (written before robust_jax recorded '
+            'them): not verified', flush=True)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     try:
+      _require_shapes(folder, abstract, step)
       state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except CheckpointError:
+      raise
     except Exception as e:  # pylint: disable=broad-except  # tensorstore raises bare Exceptions
       if verified:
         raise
       raise _Damaged(f'orbax cannot read it: {_first_line(e)}') from e
+    if hasattr(state, 'step') and int(state.step) != step:
+      raise _Damaged(_holds_another_step(int(state.step), step))
     bad_leaf = _non_finite_leaf(state)
     if bad_leaf:
       raise _Damaged(f'non-finite values in {bad_leaf}')
@@ -262,6 +304,34 @@ class Checkpointer:
 
 class _Damaged(Exception):
   """What is wrong with one checkpoint (internal: becomes a CheckpointError or a skip note)."""
+
+
+def _holds_another_step(recorded: int, step: int) -> str:
+  return f'it holds the state of step {recorded}, not {step}: a step folder copied or renamed'
+
+
+def _require_shapes(folder: str, abstract, step: int) -> None:
+  """Raises CheckpointError naming the first array whose shape in the checkpoint in `folder`
+  differs from `abstract`'s (or that only one of them has), before orbax reads any array: orbax's
+  own error names neither the array nor the checkpoint."""
+  def shapes(tree):
+    return {jax.tree_util.keystr(path, simple=True, separator='/'): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+  stored = shapes(ocp.StandardCheckpointHandler().metadata(epath.Path(folder) / _ITEM))
+  wanted = shapes(abstract)
+  for name in [*wanted, *sorted(stored.keys() - wanted.keys())]:  # params before optimizer state
+    if name not in stored:
+      what = f'{name} is not in it'
+    elif name not in wanted:
+      what = f'it holds {name}, which this config does not have'
+    elif stored[name] != wanted[name]:
+      what = f'{name} has shape {stored[name]} in it, {wanted[name]} in this config'
+    else:
+      continue
+    raise CheckpointError(
+        f'checkpoint at step {step} in {os.path.dirname(folder)} belongs to another model or '
+        f'config: {what}; was config.json edited, or the step folder copied from another run? '
+        'Move it away, or restore the config that trained it')
 
 
 @contextlib.contextmanager
@@ -310,19 +380,33 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
-def _verify_checksums(folder: str) -> bool:
-  """True when every file of step folder `folder` matches its recorded size and sha256, False when
-  none were recorded (a checkpoint from before checksums); raises _Damaged naming the first file
-  that differs."""
+def _verify_checksums(folder: str, step: int, run_id: str | None) -> bool:
+  """True when the files of step folder `folder` are those recorded, each of its recorded size and
+  sha256, and the record names `step` and `run_id` (where both were recorded); False when none
+  were recorded and `run_id` is None (a checkpoint from before checksums); raises _Damaged naming
+  the first difference."""
   path = os.path.join(folder, CHECKSUM_FILE)
   if not os.path.exists(path):
+    if run_id is not None:  # this workdir's checkpoints all have checksums
+      raise _Damaged(f'its {CHECKSUM_FILE} is missing')
     return False
   try:
     with open(path) as f:
-      files = {name: (int(entry['bytes']), str(entry['sha256']))
-               for name, entry in json.load(f)['files'].items()}
+      record = json.load(f)
+    files = {name: (int(entry['bytes']), str(entry['sha256']))
+             for name, entry in record['files'].items()}
   except (OSError, ValueError, KeyError, TypeError, AttributeError):
     raise _Damaged(f'its {CHECKSUM_FILE} is unreadable') from None
+  if not files:
+    raise _Damaged(f'its {CHECKSUM_FILE} records no files')
+  if record.get('step', step) != step:
+    raise _Damaged(_holds_another_step(record['step'], step))
+  if run_id is not None and record.get('run_id') != run_id:
+    raise _Damaged(f'it belongs to another run: its run id is {record.get("run_id")}, this '
+                   f"workdir's is {run_id}")
+  unrecorded = sorted(set(_files(folder)) - set(files) - set(_NOT_COVERED))
+  if unrecorded:
+    raise _Damaged(f'{unrecorded[0]} is not recorded in its {CHECKSUM_FILE}')
   for name, (size, digest) in sorted(files.items()):
     full = os.path.join(folder, name)
     if not os.path.isfile(full):

@@ -17,6 +17,7 @@ from typing import Any
 
 import ml_collections
 
+from robust_jax.arguments import float32_problem
 from robust_jax.errors import UserError
 
 __all__ = ['ConfigError', 'Field', 'Schema', 'boolean', 'check_section', 'integer', 'one_of',
@@ -62,18 +63,32 @@ def integer(minimum: int | None = None, maximum: int | None = None, *, note: str
 def real(minimum: float | None = None, maximum: float | None = None, *,
          exclusive_minimum: bool = False, exclusive_maximum: bool = False,
          note: str = '') -> Field:
-  """A finite float or int in the range; NaN and ±inf are rejected.
+  """A finite float or int in the range that float32 holds; NaN, ±inf, and a nonzero number that
+  float32 makes 0 or inf (1e-300, 1e300: the training computes in float32) are rejected.
 
   The error reads 'must be >= 0.0 and < 1.0 (finite)', or with `note` for a finite value out of
-  range, 'must be >= 0.0 and < 1.0 (NOTE)'.
+  range, 'must be >= 0.0 and < 1.0 (NOTE)', or `arguments.float32_problem`'s reason.
   """
   text = _range_text(minimum, maximum, exclusive_minimum, exclusive_maximum)
   allowed = f'{text} (finite)' if text else 'must be a finite number'
-  explain = None
-  if note:
-    explain = lambda v: allowed if not math.isfinite(v) else f'{text} ({note})'
-  return Field((float, int), lambda v: math.isfinite(v) and _in_range(
-      v, minimum, maximum, exclusive_minimum, exclusive_maximum), allowed, explain)
+  in_range = lambda v: _in_range(v, minimum, maximum, exclusive_minimum, exclusive_maximum)
+
+  def explain(value):
+    if not _finite(value):
+      return allowed
+    if not in_range(value):
+      return f'{text} ({note})' if note else allowed
+    return float32_problem(value)
+
+  return Field((float, int), lambda v: _finite(v) and in_range(v) and not float32_problem(v),
+               allowed, explain)
+
+
+def _finite(value) -> bool:
+  try:
+    return math.isfinite(value)
+  except OverflowError:  # an int too large for a float
+    return False
 
 
 def positive_real(*, note: str = '') -> Field:

@@ -64,7 +64,7 @@ def autoattack_settings(preset: str | None, items: list[str]) -> attacks.AutoAtt
     if name not in known:
       raise ValueError(f'--autoattack_settings={item!r}: unknown key {name!r}; known keys: '
                        f'{", ".join(known)}')
-    if not value.isdigit():
+    if not value.isdecimal():  # isdigit() also takes '²', which int() refuses
       raise ValueError(f'--autoattack_settings={item!r}: the value must be an int >= 1')
     values[name] = int(value)
   return attacks.AutoAttackSettings(**values)
@@ -89,8 +89,18 @@ def _a_step(folder: str) -> int | None:
 def require_writable(output_dir: str) -> None:
   """Creates `output_dir` and checks a file can be written in it, before any attack runs.
 
-  Raises OSError (reported in one line by `robust_jax.cli`) when it is a file or not writable.
+  Raises ConfigError when it is (or lies inside) the `checkpoints` folder of a workdir, where a
+  folder named like a step would pass for a checkpoint, and OSError (reported in one line by
+  `robust_jax.cli`) when it is a file or not writable.
   """
+  folder = os.path.abspath(output_dir)
+  while os.path.dirname(folder) != folder:
+    if (os.path.basename(folder) == 'checkpoints'
+        and os.path.isfile(os.path.join(os.path.dirname(folder), 'config.json'))):
+      raise config_schema.ConfigError(
+          f'--output_dir={output_dir}: inside {folder}, the checkpoints folder of a workdir, which '
+          'must hold checkpoints only; use another folder (the default is W/robustness)')
+    folder = os.path.dirname(folder)
   os.makedirs(output_dir, exist_ok=True)
   with tempfile.NamedTemporaryFile(dir=output_dir, prefix='.write_check'):
     pass
@@ -129,6 +139,14 @@ def main(argv):
   step, workdir = None, _WORKDIR.value
   if _CHECKPOINT.value:
     workdir, step = checkpoint_location(_CHECKPOINT.value)
+    if _WORKDIR.value and os.path.realpath(_WORKDIR.value) != os.path.realpath(workdir):
+      raise config_schema.ConfigError(
+          f'--workdir={_WORKDIR.value} and --checkpoint={_CHECKPOINT.value} name different '
+          f'workdirs; give only --checkpoint (its workdir is {workdir})')
+  for flag in (_EPSILONS, _ATTACKS):
+    if flag.value is not None and not flag.value:  # given, but empty
+      raise config_schema.ConfigError(f'--{flag.name} is empty: give at least one value, or drop '
+                                      "the flag for the config's")
   if not workdir:
     raise config_schema.ConfigError('give --workdir=W (the newest checkpoint) or '
                                     '--checkpoint=W/checkpoints/STEP')

@@ -38,7 +38,10 @@ def load_config(spec: str, overrides: list[str]):
 
 
 def main(argv, overrides: list[str]):
-  del argv
+  if len(argv) > 1:
+    raise config_schema.ConfigError(
+        f'unexpected argument {argv[1]!r}: robust_jax.main takes only flags, --config=FILE, '
+        '--workdir=W and --config.KEY=VALUE (a value with spaces needs quotes)')
   logging.set_verbosity(logging.WARNING)  # keep orbax's INFO lines off the progress bar
   if not _WORKDIR.value.strip():
     raise config_schema.ConfigError('--workdir is empty: name the folder that holds (or will '

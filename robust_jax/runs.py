@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 
 import jax
@@ -24,9 +25,10 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   'configs/amp.py:quick' (the default variant, one epoch) or
   'configs/text.py:offline_ag_news_gru_amp:quick'.
 
-  Raises ConfigError (one line, naming `--config=spec`) when the file is missing, does not run
-  (e.g. a syntax error: the line is named), has no `get_config(arg)`, does not know the variant, or
-  returns something other than an `ml_collections.ConfigDict`.
+  Raises ConfigError (one line, naming `--config=spec`) when the file is missing or a folder, does
+  not run (e.g. a syntax error: the line is named; any exception or `sys.exit` on import), has no
+  `get_config(arg)`, does not know the variant, fails (any exception or `sys.exit`), or returns
+  something other than an `ml_collections.ConfigDict`.
   """
   path, _, variant = spec.partition(':')
   variant, *modifiers = variant.split(':')
@@ -35,6 +37,9 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   if unknown:
     raise ConfigError(f'{where}: unknown modifier {unknown[0]!r} after the variant; known: '
                       f'{", ".join(MODIFIERS)}')
+  if os.path.isdir(path):
+    raise ConfigError(f'{where}: {path!r} is a folder, not a config file (a config is a Python '
+                      'file, e.g. configs/erm.py)')
   if not os.path.isfile(path):
     raise ConfigError(f'{where}: no such file {path!r}' + (
         '' if path.endswith('.py') else ' (a config is a Python file, e.g. configs/erm.py)'))
@@ -44,18 +49,25 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     module_spec.loader.exec_module(module)
   except SyntaxError as e:
     raise ConfigError(f'{where}: {e.msg} at line {e.lineno} of {path}') from None
-  except Exception as e:  # pylint: disable=broad-except  # the user's code failed on import
-    raise ConfigError(f'{where}: importing {path} raised {type(e).__name__}: {e}') from None
+  except (Exception, SystemExit) as e:  # pylint: disable=broad-except  # the user's code failed
+    raise ConfigError(f'{where}: importing {path} {_failure(e)}') from None
   get_config = getattr(module, 'get_config', None)
   if not callable(get_config):
     raise ConfigError(f'{where}: {path} defines no get_config(arg=None) function returning an '
                       'ml_collections.ConfigDict')
+  try:
+    inspect.signature(get_config).bind(None)
+  except (TypeError, ValueError):  # it takes no argument, or more than one
+    raise ConfigError(f'{where}: {path} defines get_config{inspect.signature(get_config)}; it '
+                      'must take one argument, the variant: def get_config(arg=None)') from None
   if variant in MODIFIERS and variant not in _variants_of(module):  # 'x.py:quick'
     variant, modifiers = '', [variant, *modifiers]
   try:
     config = get_config(variant or None)
   except ValueError as e:  # parse_variant's unknown variant, or the file's own check
     raise ConfigError(f'{where}: {e}') from None
+  except (Exception, SystemExit) as e:  # pylint: disable=broad-except  # the user's code failed
+    raise ConfigError(f'{where}: get_config({variant or None!r}) {_failure(e)}') from None
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f'{where}: get_config({variant or None!r}) returned {type(config).__name__}; '
                       'it must return an ml_collections.ConfigDict (start from '
@@ -63,6 +75,13 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   for modifier in modifiers:
     MODIFIERS[modifier](config)
   return config
+
+
+def _failure(error: BaseException) -> str:
+  """How the user's config code failed: "raised KeyError: 'x'" or 'called sys.exit(3)'."""
+  if isinstance(error, SystemExit):
+    return f'called sys.exit({error.code!r})'
+  return f'raised {type(error).__name__}: {error}'
 
 
 def _variants_of(module) -> tuple[str, ...]:
@@ -114,8 +133,10 @@ def load_run(workdir: str, step: int | None = None, devices=None):
 
   step: the checkpoint to load (default: the newest), with the config that trained it (changes
   recorded from `step` on are not applied). Raises RunNotFoundError in one line when `workdir` is
-  not a training workdir or has no checkpoint; a damaged checkpoint is refused
-  (`checkpointing.Checkpointer.restore`), never replaced by an older one.
+  not a training workdir or has no checkpoint, `checkpointing.StepNotFoundError` when `step` has
+  none; a damaged checkpoint, or one of another run or model, is refused
+  (`checkpointing.Checkpointer.restore`), never replaced by an older one, and data other than
+  the data the run was trained on raise `workdir.WorkdirError` (`workdir.check_data`).
   """
   directory = os.path.join(workdir, 'checkpoints')
   steps = saved_steps(directory)
@@ -128,11 +149,14 @@ def load_run(workdir: str, step: int | None = None, devices=None):
   template = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)),
       workdir_lib.train_state_shapes(config))
-  checkpointer = Checkpointer(directory, read_only=True)  # a training may hold the workdir
+  # read-only: a training may hold the workdir
+  checkpointer = Checkpointer(directory, read_only=True, run_id=workdir_lib.run_id(workdir))
   try:
     state = checkpointer.restore(template, step)
   finally:
     checkpointer.close()
   model = build_model(config.model, data.spec_for(config.dataset),
                       compute_dtype=config.train.compute_dtype)
-  return config, model, state.params, state.model_state, data.load_splits(config.dataset), mesh
+  splits = data.load_splits(config.dataset)
+  workdir_lib.check_data(workdir, splits)
+  return config, model, state.params, state.model_state, splits, mesh

@@ -89,7 +89,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
 
   Raises `ConfigError` before anything is written when `config.train.require_accelerator` is set
   and the devices are CPUs, or the batch does not split over them; `workdir.WorkdirError` (a
-  `ConfigError`) when the workdir holds another experiment or not
+  `ConfigError`) when the workdir holds another experiment, was trained on other data or not
   every process can see it, before anything is written, and its subclass
   `workdir_lock.WorkdirLockedError` at once when another run is training in it (the lock is held
   until this returns or raises). A damaged checkpoint is skipped with a printed line, and training
@@ -123,7 +123,7 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
   checkpoint_dir = os.path.join(workdir, 'checkpoints')
   checkpoint_steps = checkpointing.saved_steps(checkpoint_dir)
   workdir_lib.claim(workdir, config, checkpoint_steps[-1] if checkpoint_steps else None,
-                    allow_config_change, steps_per_epoch=steps_per_epoch)
+                    allow_config_change, steps_per_epoch=steps_per_epoch, splits=splits)
 
   train_split = pipeline.put_split(splits.train, mesh)
   test_split = splits.test.first(config.eval.num_examples or len(splits.test))
@@ -149,7 +149,8 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
                   out_shardings=sharding.replicated(mesh))(init_key)
   checkpointer = checkpointing.Checkpointer(
       checkpoint_dir, config.train.max_checkpoints_to_keep,
-      keep_steps=workdir_lib.protected_steps(workdir, checkpoint_steps))
+      keep_steps=workdir_lib.protected_steps(workdir, checkpoint_steps),
+      run_id=workdir_lib.run_id(workdir))
   restored, damaged = checkpointer.restore_latest(state)
   state = restored or state
   step = start_step = int(state.step)

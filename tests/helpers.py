@@ -1,6 +1,8 @@
 """Small datasets and configs shared by the tests."""
 from __future__ import annotations
 
+import zlib
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -86,3 +88,17 @@ def tiny_text_config(folder: str, cache_dir: str, **train_overrides):
                            checkpoint_every_steps=2) | train_overrides)
   config.eval.batch_size = 8
   return config
+
+
+def mock_tfds(num_examples: int):
+  """`tfds.testing.mock_data` with `num_examples` random records per split, each split drawn from
+  its own seed: TFDS's own mock draws every split from seed 0, so its test split is the training
+  split, which `data.load_splits` refuses."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel  # slow to import
+  from tensorflow_datasets.testing import mocking  # pylint: disable=import-outside-toplevel
+
+  def data_source(builder, split, **kwargs):
+    del kwargs
+    return list(mocking.RandomFakeGenerator(builder.info.features, num_examples,
+                                            seed=zlib.crc32(split.encode())))
+  return tfds.testing.mock_data(as_data_source_fn=data_source)

@@ -178,6 +178,13 @@ BAD_CALLS = [
      r'^momentum=-0\.1: must be a finite number in \[0, 1\]$'),
     ('apgd jit: traced num_steps', lambda: jax.jit(lambda n: apgd(num_steps=n))(4), TypeError,
      r'^num_steps=.*Tracer of shape \(\): must be an int >= 1 \(a static Python int\)$'),
+    ('distance in capitals', lambda: attacks.distance(IMAGES, IMAGES, 'Linf'), ValueError,
+     r"^norm='Linf': must be one of 'linf', 'l2'$"),
+    ('distance without norm', lambda: attacks.distance(IMAGES, IMAGES, None), ValueError,
+     r"^norm=None: must be one of 'linf', 'l2'$"),
+    ('distance of other shapes', lambda: attacks.distance(IMAGES[:1], IMAGES, 'l2'), ValueError,
+     r'^adversarial\.shape=\(1, .*\): must equal images\.shape=\(3, .*\), one perturbed input '
+     r'per input$'),
 ]
 
 

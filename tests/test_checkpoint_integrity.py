@@ -4,6 +4,7 @@ written from unusable weights; a failed save leaves no unfinished folder."""
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,10 +73,11 @@ def _delete(relative=None):
 
 
 def _empty(folder):
-  """An empty step folder (no checksum file): only orbax's error can tell."""
+  """An empty step folder: its checksum file is missing (in a workdir from before run ids, only
+  orbax's error could tell)."""
   shutil.rmtree(folder)
   os.mkdir(folder)
-  return 'orbax cannot read it: ValueError: '
+  return 'its robust_jax_sha256.json is missing'
 
 
 DAMAGES = {
@@ -188,10 +190,125 @@ def test_evaluation_needs_no_lock_while_a_training_holds_the_workdir(run_copy):
     runs.load_run(path)
 
 
-def test_a_checkpoint_from_before_checksums_still_restores(run_copy):
+def test_a_checkpoint_from_before_checksums_still_restores(run_copy, capsys):
+  """A workdir from before run ids (no run.json): restored with a notice."""
   _, path = run_copy
+  os.remove(os.path.join(path, workdir_lib.RUN_FILE))
   os.remove(os.path.join(_step_folder(path, 8), checkpointing.CHECKSUM_FILE))
   runs.load_run(path, step=8)
+  assert ('checkpoint at step 8 has no checksums (written before robust_jax recorded them): not '
+          'verified') in capsys.readouterr().out
+
+
+def test_a_missing_checksum_file_is_damage_once_the_workdir_has_a_run_id(run_copy):
+  """One flipped bit in the data, the checksum file deleted: refused, not restored silently."""
+  _, path = run_copy
+  folder = _step_folder(path, 8)
+  os.remove(os.path.join(folder, checkpointing.CHECKSUM_FILE))
+  with open(_largest_file(folder), 'r+b') as f:
+    f.seek(100)
+    byte = f.read(1)
+    f.seek(100)
+    f.write(bytes([byte[0] ^ 1]))
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r'is damaged \(its robust_jax_sha256.json is missing\)'):
+    runs.load_run(path, step=8)
+
+
+@pytest.mark.parametrize('how', ['copy', 'symlink', 'rename'])
+def test_a_copied_or_renamed_step_folder_is_refused(run_copy, how):
+  """`cp -r checkpoints/5 checkpoints/8` (or a symlink, or 8 renamed to 99) used to be evaluated as
+  step 8 with step 5's weights."""
+  _, path = run_copy
+  directory = os.path.join(path, 'checkpoints')
+  if how == 'rename':
+    os.rename(_step_folder(path, 8), _step_folder(path, 99))
+    step, holds = 99, 8
+  else:
+    shutil.rmtree(_step_folder(path, 8))
+    (shutil.copytree if how == 'copy' else os.symlink)(_step_folder(path, 5), _step_folder(path, 8))
+    step, holds = 8, 5
+  with pytest.raises(checkpointing.CheckpointError) as error:
+    runs.load_run(path, step=step)
+  assert str(error.value) == (
+      f'checkpoint at step {step} in {directory} is damaged (it holds the state of step {holds}, '
+      f'not {step}: a step folder copied or renamed); pick another step (the others: 5)')
+
+
+def test_a_restored_step_other_than_the_folders_is_refused_without_checksums(run_copy):
+  """A copied step folder of a workdir from before checksums: the restored `state.step` tells."""
+  _, path = run_copy
+  os.remove(os.path.join(path, workdir_lib.RUN_FILE))
+  shutil.rmtree(_step_folder(path, 8))
+  shutil.copytree(_step_folder(path, 5), _step_folder(path, 8))
+  os.remove(os.path.join(_step_folder(path, 8), checkpointing.CHECKSUM_FILE))
+  with pytest.raises(checkpointing.CheckpointError, match=r'it holds the state of step 5, not 8'):
+    runs.load_run(path, step=8)
+
+
+def test_a_step_folder_of_another_run_is_refused(run_copy):
+  """Another run's checkpoint (same shapes) dropped in: its run id is not the workdir's."""
+  _, path = run_copy
+  run_file = os.path.join(path, workdir_lib.RUN_FILE)
+  with open(run_file) as f:
+    run = json.load(f)
+  recorded, run['run_id'] = run['run_id'], 'another'
+  with open(run_file, 'w') as f:
+    json.dump(run, f)
+  with pytest.raises(checkpointing.CheckpointError) as error:
+    runs.load_run(path, step=8)
+  assert (f"is damaged (it belongs to another run: its run id is {recorded}, this workdir's is "
+          'another)') in str(error.value)
+
+
+@pytest.mark.parametrize('files', ['empty', 'one missing'])
+def test_a_checksum_file_that_does_not_list_every_file_is_damage(run_copy, files):
+  """`{"files": {}}` over damaged bytes used to end in a tensorstore traceback."""
+  _, path = run_copy
+  folder = _step_folder(path, 8)
+  checksum_file = os.path.join(folder, checkpointing.CHECKSUM_FILE)
+  with open(checksum_file) as f:
+    record = json.load(f)
+  largest = os.path.relpath(_largest_file(folder), folder)
+  record['files'] = {} if files == 'empty' else {
+      name: entry for name, entry in record['files'].items() if name != largest}
+  with open(checksum_file, 'w') as f:
+    json.dump(record, f)
+  _overwrite_largest(folder)
+  what = ('its robust_jax_sha256.json records no files' if files == 'empty' else
+          f'{largest} is not recorded in its robust_jax_sha256.json')
+  with pytest.raises(checkpointing.CheckpointError, match=re.escape(f'is damaged ({what})')):
+    runs.load_run(path, step=8)
+
+
+def test_a_checkpoint_of_other_shapes_is_refused_naming_the_array(run_copy):
+  """config.json's widths edited by hand (as another model's step folder dropped in): orbax's
+  'Requested shape ... not compatible' used to be a traceback."""
+  _, path = run_copy
+  with open(os.path.join(path, 'config.json')) as f:
+    stored = json.load(f)
+  stored['model']['widths'] = [4, 16]
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    json.dump(stored, f)
+  with pytest.raises(checkpointing.CheckpointError) as error:
+    runs.load_run(path, step=8)
+  assert str(error.value).startswith(
+      f'checkpoint at step 8 in {path}/checkpoints belongs to another model or config: '
+      'params/Conv_1/bias has shape (8,) in it, (16,) in this config; ')
+
+
+def test_a_file_named_checkpoints_fails_before_training(tiny_npz, tmp_path):
+  """It used to train every step, then hang 5 minutes on orbax's failed saves."""
+  path = tmp_path / 'w'
+  path.mkdir()
+  (path / 'checkpoints').write_text('x')
+  config = helpers.tiny_config(tiny_npz, num_steps=6)
+  for attempt in (lambda: train.train_and_evaluate(config, str(path), devices=jax.devices()[:1]),
+                  lambda: runs.load_run(str(path))):
+    with pytest.raises(NotADirectoryError) as error:
+      attempt()
+    assert error.value.filename == str(path / 'checkpoints')
+  assert sorted(os.listdir(path)) == ['checkpoints']
 
 
 def test_unfinished_folders_are_never_restored_and_removed_when_training_starts(tmp_path):
@@ -280,7 +397,9 @@ def _restore(config, directory, step, device):
 
 
 def _save(directory, step, state):
-  checkpointer = checkpointing.Checkpointer(directory)
+  """Saves `state` as step `step` of the workdir holding `directory`, with its run id."""
+  checkpointer = checkpointing.Checkpointer(
+      directory, run_id=workdir_lib.run_id(os.path.dirname(directory)))
   checkpointer.save(step, state)
   checkpointer.close()
 

@@ -209,3 +209,58 @@ def test_checkpoint_location_parses_only_step_folders(tmp_path):
       evaluate.checkpoint_location(bad)
   with pytest.raises(OSError):
     evaluate.require_writable(_config_file(tmp_path, ''))  # a file where the folder should be
+
+
+@pytest.mark.parametrize('body, message', [
+    ('def get_config(arg=None):\n  return {}["x"]\n',
+     r"^--config=\S+config.py: get_config\(None\) raised KeyError: 'x'$"),
+    ('def get_config():\n  return None\n',
+     r'^--config=\S+config.py: \S+config.py defines get_config\(\); it must take one argument, '
+     r'the variant: def get_config\(arg=None\)$'),
+    ('import sys\nsys.exit(3)\n', r'^--config=\S+config.py: importing \S+config.py called '
+     r'sys.exit\(3\)$'),
+    ('import sys\n\n\ndef get_config(arg=None):\n  sys.exit("bye")\n',
+     r"^--config=\S+config.py: get_config\(None\) called sys.exit\('bye'\)$"),
+])
+def test_any_failure_of_a_config_file_is_one_config_error(tmp_path, body, message):
+  with pytest.raises(config_schema.ConfigError, match=message):
+    runs.load_config_file(_config_file(tmp_path, body))
+
+
+def test_a_config_path_that_is_a_folder_is_one_config_error(tmp_path):
+  with pytest.raises(config_schema.ConfigError,
+                     match=r"^--config=\S+: '\S+' is a folder, not a config file \(a config is a "
+                     r'Python file, e.g. configs/erm.py\)$'):
+    runs.load_config_file(str(tmp_path))
+
+
+def test_main_refuses_a_stray_positional_argument_in_one_line(tmp_path):
+  status, stderr, _ = _command('main', '--config=configs/fashion_mnist_cnn.py',
+                               f'--workdir={tmp_path / "w"}', 'stray')
+  assert status == 1 and stderr == [
+      "error: unexpected argument 'stray': robust_jax.main takes only flags, --config=FILE, "
+      '--workdir=W and --config.KEY=VALUE (a value with spaces needs quotes)'], stderr
+  assert not (tmp_path / 'w').exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--checkpoint={w}/checkpoints/999'],
+     r'^error: no checkpoint for step 999 in \S+/checkpoints; available steps: 5, 8$'),
+    (['--workdir={w}/..', '--checkpoint={w}/checkpoints/8'],
+     r'^error: --workdir=\S+ and --checkpoint=\S+ name different workdirs; give only --checkpoint'),
+    (['--workdir={w}', '--output_dir={w}/checkpoints/7'],
+     r'^error: --output_dir=\S+/checkpoints/7: inside \S+/checkpoints, the checkpoints folder of a '
+     r'workdir, which must hold checkpoints only; use another folder'),
+    (['--workdir={w}', '--epsilons='],
+     r"^error: --epsilons is empty: give at least one value, or drop the flag for the config's$"),
+    (['--workdir={w}', '--attacks='], r'^error: --attacks is empty'),
+    (['--workdir={w}', '--preset=autoattack', '--autoattack_settings=apgd_steps=²'],
+     r"^error: --autoattack_settings='apgd_steps=²': the value must be an int >= 1$"),
+])
+def test_evaluate_refuses_conflicting_or_empty_flags_in_one_line(trained, args, message):
+  """Each used to evaluate something else silently, write a fake step 7, or end in a message
+  with a stray '(no path given)' or without the flag."""
+  status, stderr, _ = _command('evaluate', *[a.format(w=trained) for a in args])
+  assert status == 1 and len(stderr) == 1, stderr
+  assert re.search(message, stderr[0]), stderr
+  assert not os.path.exists(os.path.join(trained, 'checkpoints', '7'))

@@ -442,3 +442,18 @@ def test_allow_config_change_refuses_epochs_below_the_step_reached(finished_run)
   assert _snapshot(path) == before
   config.train.num_steps = 8  # ends at the checkpoint: nothing left to train, but consistent
   workdir._check_resume(path, config, True, 8, 4)  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize('override, expected', [
+    ('optimizer.learning_rate=1e-300',
+     'config.optimizer.learning_rate=1e-300: must be 0 or a number float32 holds (float32 makes '
+     'it 0.0; the smallest nonzero float32 is 1.4e-45)'),
+    ('optimizer.weight_decay=1e300',
+     'config.optimizer.weight_decay=1e+300: must be a number float32 holds (float32 makes it inf; '
+     'the largest float32 is 3.4e+38)'),
+])
+def test_a_real_value_that_float32_cannot_hold_is_refused(override, expected):
+  config = config_overrides.apply_overrides(config_defaults.default_config(), [override])
+  with pytest.raises(ConfigError) as error:
+    validation.validate_config(config)
+  assert str(error.value) == expected

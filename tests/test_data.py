@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from robust_jax import config_defaults, data, sharding
 from robust_jax.data import idx, pipeline, tfds_source
+from tests import helpers
 
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
 
@@ -88,7 +88,7 @@ def test_wrong_image_shape_is_reported(tmp_path):
 def test_tfds_source_on_mock_data():
   config = config_defaults.default_config().dataset
   config.update(name='cifar10', source='tfds', path='')
-  with tfds.testing.mock_data(num_examples=12):
+  with helpers.mock_tfds(12):
     splits = data.load_splits(config)
   chex.assert_shape(splits.train.images, (12, 32, 32, 3))
   assert splits.train.images.dtype == np.uint8

@@ -209,6 +209,10 @@ IDX_REMEDY = ('replace it with a fresh copy; on Debian/Ubuntu: apt-get install '
      r'not an IDX file of unsigned bytes \(magic 00000d03,'),
     ({'train-images-idx3-ubyte': b''},
      r'not an IDX file of unsigned bytes \(magic none: empty file, expected'),
+    ({'train-images-idx3-ubyte': bytes([0, 0, 0x08, 3]) + np.array([2**31, 2**31, 4],
+                                                                   '>u4').tobytes()},
+     r'train-images-idx3-ubyte.gz: header says shape \(2147483648, 2147483648, 4\) but holds 0 '
+     r'values; ' + IDX_REMEDY),
 ])
 def test_bad_idx_files(tmp_path, contents, match):
   _fails(lambda: data.load_splits(_idx_folder(tmp_path, **contents)), match)
@@ -290,6 +294,8 @@ def _text_config(tmp_path, test_csv='text,label\nStocks and bonds,2\n', **overri
     ('text,label\nStocks and bonds\n',
      r"test.csv row 1: label=None: must be an integer in \[0, 4\)$"),
     ('text,label\n,1\n', 'test.csv row 1: empty text; give every row a text or remove the row$'),
+    ('text,label\nStocks and bonds,0_3\n',
+     r"test.csv row 1: label='0_3': must be an integer in \[0, 4\)$"),
 ])
 def test_bad_csv_files(tmp_path, test_csv, match):
   _fails(lambda: data.load_splits(_text_config(tmp_path, test_csv)), match)
@@ -398,3 +404,40 @@ def _text_config_dict(**overrides):
   config = config_defaults.default_config().dataset
   config.update(dict(name='ag_news', source='csv') | overrides)
   return config
+
+
+# every source ---------------------------------------------------------------------------------
+
+
+def test_a_test_split_that_is_the_training_split_is_refused(tmp_path):
+  rng = np.random.default_rng(0)
+  x, y = rng.integers(0, 256, (8, 28, 28), dtype=np.uint8), rng.integers(0, 10, 8)
+  _fails(lambda: data.load_splits(_npz(tmp_path, x_test=x, y_test=y, x_train=x, y_train=y)),
+         NPZ_TEST + r"the test split is the training split \(npz file '.*data.npz', train split "
+         r'\(x_train, y_train\) holds the same images and labels\); test accuracy would measure '
+         'memorisation: give held-out test data$')
+  folder = tmp_path / 'idx'
+  folder.mkdir()
+  config = _idx_folder(folder)
+  for name in ('images-idx3-ubyte.gz', 'labels-idx1-ubyte.gz'):
+    os.remove(folder / f't10k-{name}')
+    os.symlink(folder / f'train-{name}', folder / f't10k-{name}')
+  _fails(lambda: data.load_splits(config),
+         r"^IDX folder '.*', test split: the test split is the training split \(IDX folder '.*', "
+         r'train split holds the same images and labels\)')
+  data.load_splits(_npz(tmp_path, x_test=x, y_test=(y + 1) % 10, x_train=x, y_train=y))
+  data.load_splits(_npz(tmp_path, x_test=x[::-1], y_test=y[::-1], x_train=x, y_train=y))
+
+
+def test_a_csv_file_with_a_byte_order_mark_is_read(tmp_path):
+  splits = data.load_splits(_text_config(tmp_path, '\ufefftext,label\nStocks and bonds,2\n'))
+  assert splits.test.labels.tolist() == [2]
+
+
+def test_an_npz_path_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+  config = _npz(tmp_path)
+  os.remove(config.path)
+  os.mkfifo(config.path)
+  _fails(lambda: data.load_splits(config),
+         r'data.npz: not a regular file but a FIFO, socket or device \(reading it could block '
+         r'forever\); ' + NPZ_REMEDY)

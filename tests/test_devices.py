@@ -52,7 +52,6 @@ def test_a_recipe_on_cpus_is_refused_in_one_line_before_anything_is_written(tmp_
 def test_the_override_the_message_names_trains_the_recipe_on_the_cpu(tmp_path, capsys):
   """The flag quoted in the refusal, given on the command line, lets the AMP recipe (model made
   tiny) train on TFDS mock data on the CPU; the run states its devices first."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   override = REFUSED.split('set ')[-1].split(' ')[0]
   assert override == '--config.train.require_accelerator=False'
   _, overrides = config_overrides.split_argv(
@@ -62,7 +61,7 @@ def test_the_override_the_message_names_trains_the_recipe_on_the_cpu(tmp_path, c
       runs.load_config_file(os.path.join(ROOT, 'configs/amp.py:cifar10_preact_resnet18')),
       overrides)
   config.model = helpers.tiny_config('').model
-  with tfds.testing.mock_data(num_examples=16):
+  with helpers.mock_tfds(16):
     results = train.train_and_evaluate(config, str(tmp_path / 'run'), devices=jax.devices()[:1])
   assert results['steps'] == 1 and results['backend'] == 'cpu'
   first_line = capsys.readouterr().out.splitlines()[0]

@@ -167,6 +167,15 @@ BAD_CALLS = [
      r'^weight=-1\.0: must be a finite number >= 0$'),
     ('mdl weight string', lambda: mdl_loss(weight='1'), TypeError,
      r"^weight='1': must be a real number$"),
+    ('mdl weight inf in float32', lambda: mdl_loss(weight=1e300), ValueError,
+     r'^weight=1e\+300: must be a number float32 holds \(float32 makes it inf; the largest '
+     r'float32 is 3\.4e\+38\)$'),
+    ('mdl weight 0 in float32', lambda: mdl_loss(weight=1e-300), ValueError,
+     r'^weight=1e-300: must be 0 or a number float32 holds \(float32 makes it 0\.0; the smallest '
+     r'nonzero float32 is 1\.4e-45\)$'),
+    ('mdl empty batch', lambda: mdl_loss(logits_k=LOGITS_K[:, :0], labels=LABELS[:0]),
+     ValueError, r'^logits_k\.shape=\(2, 0, 3\): no examples \(B = 0\), whose mean loss is NaN; '
+     r'skip the call when the batch is empty$'),
     ('mdl label == C', lambda: mdl_loss(labels=BAD_LABEL), ValueError,
      r'^labels: values range over \[0, 3\]; must be class indices in \[0, 2\] '
      r'\(logits_k has C = 3\)$'),

@@ -409,3 +409,26 @@ def test_lfm_official_code_stripes_have_the_released_codes_statistics():
                                (lambda r: np.mean(r >= 30), 0.015)):
     assert abs(statistic(ours) - statistic(code_rows)) < tolerance
   assert 0.32 < np.mean(code_rows == 0) < 0.37 and 15 < code_rows.mean() < 17
+
+
+@pytest.mark.parametrize('write', [
+    lambda path: np.savetxt(path, np.eye(10)),
+    lambda path: open(path, 'w').write('a,b\n0.5,0.5\n'),
+])
+def test_a_similarity_file_that_is_no_npy_array_is_a_config_error(tmp_path, write):
+  path = str(tmp_path / 's.npy')
+  write(path)
+  section = ml_collections.ConfigDict(dict(name='class_similarity', matrix_path=path, alpha=0.1))
+  with pytest.raises(ConfigError, match=r"^config.targets.matrix_path='\S+s.npy': not readable as "
+                     r'a .npy matrix \(.*\); write S̃ with np.save$'):
+    class_similarity.class_similarity_targets(section, 10)
+
+
+def test_a_float16_similarity_matrix_is_read_within_its_precision(tmp_path):
+  path = str(tmp_path / 's.npy')
+  off_diagonal = ((np.ones((10, 10)) - np.eye(10)) / 9).astype(np.float16)
+  assert abs(off_diagonal.sum(1, dtype=np.float64) - 1).max() > 1e-4
+  np.save(path, off_diagonal)
+  section = ml_collections.ConfigDict(dict(name='class_similarity', matrix_path=path, alpha=0.1))
+  targets = class_similarity.class_similarity_targets(section, 10)(jnp.arange(10))
+  np.testing.assert_allclose(targets.sum(-1), 1.0, rtol=1e-6)

@@ -3,10 +3,10 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from robust_jax import config_defaults, config_schema, data
 from robust_jax.data import csv_source, text
+from tests import helpers
 
 AG_NEWS = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'ag_news')
 TRAIN_CSV = ('text,label\n'
@@ -165,7 +165,7 @@ def test_text_split_checks_ids_against_lengths():
 
 def test_tfds_text_source_on_mock_data(tmp_path):
   config = _text_config('', tmp_path, source='tfds', vocab_size=50, max_length=16)
-  with tfds.testing.mock_data(num_examples=12):
+  with helpers.mock_tfds(12):
     splits = data.load_splits(config)
   assert splits.train.tokens.shape == (12, 16) and splits.train.tokens.dtype == np.int32
   assert splits.train.tokens.max() < 50 and splits.train.lengths.min() >= 1

@@ -8,7 +8,6 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-import tensorflow_datasets as tfds
 
 from robust_jax import checkpointing, data, objectives, optim, sharding, train, train_state
 from robust_jax import train_step
@@ -96,7 +95,7 @@ def test_tfds_mock_data_end_to_end(tmp_path, eight_devices):
   config = helpers.tiny_config('', num_epochs=1)
   config.dataset.update(name='cifar10', source='tfds', path='')
   config.train.batch_size = 8
-  with tfds.testing.mock_data(num_examples=24):
+  with helpers.mock_tfds(24):
     results = train.train_and_evaluate(config, str(tmp_path / 'tfds'), devices=eight_devices[:1])
   assert results['steps'] == 3 and results['num_test_examples'] == 24
   assert 0.0 <= results['test_accuracy'] <= 1.0 and np.isfinite(results['test_loss'])
@@ -108,7 +107,7 @@ def test_an_amp_table_recipe_runs_end_to_end_on_tfds_mock_data(tmp_path, eight_d
   config.model = helpers.tiny_config('').model
   config.train.update(batch_size=8, num_epochs=1, require_accelerator=False)  # CPU on purpose
   config.eval.batch_size = 8
-  with tfds.testing.mock_data(num_examples=16):
+  with helpers.mock_tfds(16):
     results = train.train_and_evaluate(config, str(tmp_path / 'svhn'), devices=eight_devices[:1])
   assert results['steps'] == 2 and results['num_test_examples'] == 16
   assert np.isfinite(results['test_loss'])

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from robust_jax import checkpointing, config_defaults, config_schema, runs, train, workdir
@@ -146,3 +147,50 @@ def test_load_run_names_missing_steps_and_non_workdirs(finished_run, tmp_path):
   with pytest.raises(FileNotFoundError, match='not a training workdir'):
     runs.load_run(str(tmp_path))
   assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('text, message', [
+    ('{"seed": ', r'config.json is damaged \(Expecting value: line 1 column 10 \(char 9\)\); '
+                  r'restore it from a copy, or use a new --workdir$'),
+    ('[1, 2]', r'config.json holds a JSON list, not an object; restore it from a copy'),
+])
+def test_a_damaged_config_json_is_one_line_naming_it(run_copy, text, message):
+  config, path = run_copy
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    f.write(text)
+  for attempt in (lambda: runs.load_run(path),
+                  lambda: workdir.claim(path, config, checkpoint_step=8,
+                                        allow_config_change=False)):
+    with pytest.raises(workdir.WorkdirError, match=message):
+      attempt()
+
+
+def test_other_data_at_the_same_path_are_refused_at_resume_and_evaluation(
+    finished_run, tmp_path, eight_devices):
+  """The npz replaced by other data used to evaluate to 8 % and resume on the new data."""
+  config, path = finished_run
+  copy = str(tmp_path / 'run')
+  shutil.copytree(path, copy)
+  config = config.copy_and_resolve_references()
+  config.dataset.path = str(tmp_path / 'data.npz')
+  shutil.copy(finished_run[0].dataset.path, config.dataset.path)
+  stored = _config_json(copy)
+  stored['dataset']['path'] = config.dataset.path
+  with open(os.path.join(copy, 'config.json'), 'w') as f:
+    json.dump(stored, f)
+  runs.load_run(copy)  # the same bytes at another path are the same data
+  (x_train, y_train), (x_test, y_test) = (helpers.quadrant_images(256, 2),
+                                          helpers.quadrant_images(64, 3))
+  np.savez(config.dataset.path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+  message = (f'workdir {copy} was trained on other data: npz file {config.dataset.path!r}, '
+             'train split (x_train, y_train) differs from the data recorded in '
+             f'{copy}/run.json when its training started; restore that data, or use a new '
+             '--workdir')
+  with pytest.raises(workdir.WorkdirError) as error:
+    runs.load_run(copy)
+  assert str(error.value) == message
+  before = _snapshot(copy)
+  with pytest.raises(workdir.WorkdirError) as error:
+    train.train_and_evaluate(config, copy, devices=eight_devices[:1])
+  assert str(error.value) == message
+  assert _snapshot(copy) == before

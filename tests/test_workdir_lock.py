@@ -41,6 +41,15 @@ def _write_holder(workdir, **holder) -> None:
     json.dump(holder, f)
 
 
+def logged_steps_so_far(workdir) -> list[int]:
+  """The steps logged in `workdir`'s metrics.jsonl so far (complete lines only)."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line)['step'] for line in f if line.endswith('\n')]
+
+
 def test_a_second_training_in_a_busy_workdir_fails_at_once_naming_the_holder(tiny_npz, tmp_path):
   config_file = write_config_file(tmp_path / 'config.py', tiny_npz, num_steps=100000,
                                   log_every_steps=1, checkpoint_every_minutes=0.0)
@@ -62,7 +71,10 @@ def test_a_second_training_in_a_busy_workdir_fails_at_once_naming_the_holder(tin
         f'error: workdir {workdir} is in use by another training run (pid {first.pid} on host '
         f'{socket.gethostname()} since {since}); wait for it to end or stop it, or use another '
         '--workdir')
-    while not os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
+    # A logged step: the run is inside its loop, where SIGTERM checkpoints and stops (metrics.jsonl
+    # alone exists before the signal handlers are installed).
+    while not logged_steps_so_far(workdir):
+      assert first.poll() is None, (tmp_path / 'first.log').read_text()
       time.sleep(0.05)
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=120) == 0, (tmp_path / 'first.log').read_text()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from robust_jax.arguments import check_choice
+
 __all__ = ['NORMS', 'ascent_direction', 'distance', 'project', 'random_start']
 
 NORMS = ('linf', 'l2')
@@ -53,6 +55,11 @@ def project(adversarial: jax.Array, images: jax.Array, epsilon: float, norm: str
 
 
 def distance(adversarial: jax.Array, images: jax.Array, norm: str) -> jax.Array:
-  """Per-example distance (B,) in the attack's norm."""
+  """Per-example distance (B,) in the attack's norm, 'linf' or 'l2'; the two arrays (B, ...) must
+  have the same shape."""
+  check_choice('norm', norm, NORMS)
+  if tuple(adversarial.shape) != tuple(images.shape):
+    raise ValueError(f'adversarial.shape={tuple(adversarial.shape)}: must equal images.shape='
+                     f'{tuple(images.shape)}, one perturbed input per input')
   delta = (adversarial - images).reshape(images.shape[0], -1)
   return jnp.max(jnp.abs(delta), -1) if norm == 'linf' else jnp.linalg.norm(delta, axis=-1)

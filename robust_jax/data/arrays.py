@@ -22,6 +22,9 @@ Against the spec (`Split.checked`):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import stat
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -69,6 +72,10 @@ def read_npz(path: str, keys: Sequence[str], remedy: str) -> dict[str, np.ndarra
   is damaged or truncated, holds pickled objects or lacks a key is a one-line `DatasetError` naming
   `path` and ending in `remedy`."""
   try:
+    mode = os.stat(path).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder fails on open, with its errno
+      raise DatasetError(f'{path}: not a regular file but a FIFO, socket or device (reading it '
+                         f'could block forever); {remedy}')
     with open(path, 'rb') as f:
       head = f.read(6)
     if not head.startswith(_ZIP_MAGIC):
@@ -140,5 +147,25 @@ class Splits:
   test: Split
 
   def checked(self, spec: DatasetSpec) -> Splits:
-    """Both splits `Split.checked` against `spec`."""
-    return Splits(self.train.checked(spec), self.test.checked(spec))
+    """Both splits `Split.checked` against `spec`, and a test split that is not the training split
+    (the same images and labels: a test on the training data would report memorisation)."""
+    train, test = self.train.checked(spec), self.test.checked(spec)
+    if _same_arrays(train, test):
+      raise DatasetError(f'{test.origin}: the test split is the training split ({train.origin} '
+                         'holds the same images and labels); test accuracy would measure '
+                         'memorisation: give held-out test data')
+    return Splits(train, test)
+
+
+def _same_arrays(first: Split, second: Split) -> bool:
+  """Whether the two splits hold equal images (text: token ids) and labels: shapes compared first,
+  so splits of different sizes (every published dataset) cost nothing; then labels, then a hash of
+  the images, read once without a copy."""
+  if first.images.shape != second.images.shape or not np.array_equal(first.labels,
+                                                                     second.labels):
+    return False
+  return _digest(first.images) == _digest(second.images)
+
+
+def _digest(array: np.ndarray) -> bytes:
+  return hashlib.blake2b(np.ascontiguousarray(array)).digest()

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def read_csv_split(path: str, num_classes: int) -> RawText:
   with open(path, 'rb') as f:
     raw = f.read()
   try:
-    content = raw.decode('utf-8')
+    content = raw.decode('utf-8-sig')  # a byte order mark is not part of the first column
   except UnicodeDecodeError as e:
     line = raw.count(b'\n', 0, e.start) + 1
     raise DatasetError(f'{path}: byte {raw[e.start:e.start + 1]!r} at offset {e.start} (line '
@@ -56,11 +57,10 @@ def read_csv_split(path: str, num_classes: int) -> RawText:
     if text is None or not text.strip():
       raise DatasetError(f'{path} row {row_number}: empty text; give every row a text or remove '
                          'the row')
-    try:
-      value = int(label)
-    except (TypeError, ValueError):
+    if label is None or not re.fullmatch(r'\s*[+-]?[0-9]+\s*', label):  # int() reads '0_3' as 3
       raise DatasetError(f'{path} row {row_number}: label={label!r}: must be an integer in '
-                         f'[0, {num_classes})') from None
+                         f'[0, {num_classes})')
+    value = int(label)
     if not 0 <= value < num_classes:
       raise DatasetError(f'{path} row {row_number}: label={value}: must be an integer in '
                          f'[0, {num_classes})')

@@ -9,6 +9,7 @@ the wrong number of dimensions (3 for images, 1 for labels) is a one-line `Datas
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 
@@ -43,7 +44,7 @@ def read_idx(path: str, download_hint: str = '') -> np.ndarray:
                        f'{remedy}')
   shape = tuple(int(s) for s in np.frombuffer(raw, '>u4', ndim, offset=4))
   data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
-  if data.size != int(np.prod(shape)):
+  if data.size != math.prod(shape):  # exact: np.prod would wrap around for 2**31 * 2**31 * 4
     raise DatasetError(f'{path}: header says shape {shape} but holds {data.size} values; {remedy}')
   return data.reshape(shape)
 

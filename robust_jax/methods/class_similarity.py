@@ -77,24 +77,39 @@ def targets(labels: jax.Array, similarity, *, alpha: float) -> jax.Array:
 
 
 def load_similarity(path: str, num_classes: int) -> np.ndarray:
-  """S̃ (num_classes, num_classes) from a `.npy` file, checked: rows are probability vectors with
-  a zero diagonal. Raises ConfigError naming `config.targets.matrix_path`.
+  """S̃ (num_classes, num_classes) from a `.npy` file, checked: real entries, rows probability
+  vectors (within the stored dtype's precision: float16 rows sum to 1 only within ~1e-3) with a
+  zero diagonal. Returns it in float64, each row divided by its sum. Raises ConfigError naming
+  `config.targets.matrix_path` (also for a file np.load cannot read as a .npy array).
   """
   if not os.path.exists(path):
     raise cs.ConfigError(f'config.targets.matrix_path={path!r}: file not found; estimate it with '
                          'python experiments/estimate_class_similarity.py --workdir=BASELINE_RUN')
-  matrix = np.load(path)
-  if matrix.shape != (num_classes, num_classes):
-    raise cs.ConfigError(f'config.targets.matrix_path={path!r}: shape {matrix.shape}, expected '
+  try:
+    stored = np.load(path)
+  except (OSError, ValueError) as e:  # a folder, a text or CSV file, an .npz archive
+    raise cs.ConfigError(f'config.targets.matrix_path={path!r}: not readable as a .npy matrix '
+                         f'({e}); write S̃ with np.save') from None
+  if not isinstance(stored, np.ndarray) or stored.dtype.kind not in 'fiu':
+    raise cs.ConfigError(f'config.targets.matrix_path={path!r}: holds '
+                         f'{getattr(stored, "dtype", type(stored).__name__)}; must be a real '
+                         f'({num_classes}, {num_classes}) matrix written with np.save')
+  if stored.shape != (num_classes, num_classes):
+    raise cs.ConfigError(f'config.targets.matrix_path={path!r}: shape {stored.shape}, expected '
                          f'({num_classes}, {num_classes})')
-  if not np.allclose(matrix.sum(1), 1.0, atol=1e-4) or matrix.min() < 0:
+  matrix = stored.astype(np.float64)
+  sums = matrix.sum(1, keepdims=True)
+  # a row of float16 entries sums to 1 only within C rounding errors of float16 (~1e-3 for C = 10)
+  precision = np.finfo(stored.dtype).eps if stored.dtype.kind == 'f' else 0.0
+  tolerance = max(arguments.ROW_SUM_TOLERANCE, num_classes * float(precision))
+  if not np.allclose(sums, 1.0, atol=tolerance) or matrix.min() < 0:
     raise cs.ConfigError(f'config.targets.matrix_path={path!r}: rows must be probability vectors')
-  if np.abs(np.diag(matrix)).max() > 1e-6:
+  if np.abs(np.diag(matrix)).max() > arguments.DIAGONAL_TOLERANCE:
     raise cs.ConfigError(
         f'config.targets.matrix_path={path!r}: the diagonal must be 0 (largest entry '
         f'{np.abs(np.diag(matrix)).max():.4g}); S̃ holds only the other classes, the true class '
         'gets 1 - alpha through S = (1 - alpha) I + alpha S̃')
-  return matrix
+  return matrix / sums
 
 
 @TARGETS.register('class_similarity', SCHEMA, defaults={'matrix_path': '', 'alpha': 0.1})

@@ -94,6 +94,9 @@ def terms(logits_k: jax.Array, labels: jax.Array,
   O_b is `orthogonality` of the softmax probabilities.
   """
   _check_stack('logits_k', logits_k, 'logits')
+  if logits_k.shape[1] == 0:
+    raise ValueError(f'logits_k.shape={tuple(logits_k.shape)}: no examples (B = 0), whose mean '
+                     'loss is NaN; skip the call when the batch is empty')
   arguments.check_finite('logits_k', logits_k)
   _check_labels(labels, logits_k, 'logits_k')
   if targets is None:
