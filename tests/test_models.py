@@ -291,3 +291,25 @@ def test_batch_norm_running_variance(unbiased):
                              atol=1e-6)
   np.testing.assert_allclose(y.reshape(-1, 4), (flat - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5),
                              rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('fields, message', [
+    (dict(dropout_rate=1.5), r'^CNN\(dropout_rate=1\.5\): must be a number in \[0, 1\)$'),
+    (dict(dropout_rate=-0.5), r'^CNN\(dropout_rate=-0\.5\): must be a number in \[0, 1\)$'),
+    (dict(dropout_sites=('nope',)), r"^CNN: no site 'nope'; dropout sites features, classifier, "),
+    (dict(std=(0.0,)), r'^CNN\(std=\(0\.0,\)\): every value must be a finite number > 0$'),
+    (dict(num_classes=0), r'^CNN\(num_classes=0\): must be an int >= 1$'),
+    (dict(mean=(0.5, 0.5), std=(0.5,)), r'^CNN\(mean=\(0\.5, 0\.5\), std=\(0\.5,\)\): must be '),
+])
+def test_a_library_model_refuses_meaningless_fields(fields, message):
+  """Built directly from Flax (not from a config, which is validated first)."""
+  from robust_jax.models.cnn import CNN
+  with pytest.raises(ValueError, match=message):
+    CNN(**fields).init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)), train=False)
+
+
+def test_a_model_normalising_three_channels_refuses_one_channel_images():
+  from robust_jax.models.cnn import CNN
+  with pytest.raises(ValueError, match=r'^images\.shape=\(2, 28, 28, 1\): CNN normalises 3 '):
+    CNN(mean=(0.5,) * 3, std=(0.5,) * 3).init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)),
+                                              train=False)

@@ -31,6 +31,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.typing import Dtype
 
 from robust_jax import arguments, random_utils
@@ -93,6 +94,29 @@ class Classifier(nn.Module):
   DROPOUT_SITES: ClassVar[tuple[str, ...]] = ()
   FEATURE_SITES: ClassVar[tuple[str, ...]] = ()
 
+  def __post_init__(self):
+    """Refuses fields that would make the model meaningless, in one line naming the class and
+    field: num_classes >= 1, finite mean and std > 0 of one length, a dropout rate in [0, 1), and
+    only the sites this model has."""
+    name = type(self).__name__
+    if not isinstance(self.num_classes, int) or self.num_classes < 1:
+      raise ValueError(f'{name}(num_classes={self.num_classes!r}): must be an int >= 1')
+    mean, std = np.asarray(self.mean, np.float64), np.asarray(self.std, np.float64)
+    if mean.ndim != 1 or mean.shape != std.shape or not np.all(np.isfinite(mean)):
+      raise ValueError(f'{name}(mean={tuple(self.mean)!r}, std={tuple(self.std)!r}): must be '
+                       'sequences of finite numbers of one length, one value per channel or one')
+    if not np.all(np.isfinite(std) & (std > 0)):
+      raise ValueError(f'{name}(std={tuple(self.std)!r}): every value must be a finite number > 0')
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ValueError(f'{name}(dropout_rate={self.dropout_rate!r}): must be a number in [0, 1)')
+    unknown = [site for site in self.dropout_sites if site not in self.DROPOUT_SITES]
+    unknown += [site for site, _ in self.feature_transforms if site not in self.FEATURE_SITES]
+    if unknown:
+      raise ValueError(f'{name}: no site {unknown[0]!r}; dropout sites '
+                       f'{", ".join(self.DROPOUT_SITES) or "none"}, feature sites '
+                       f'{", ".join(self.FEATURE_SITES) or "none"}')
+    super().__post_init__()
+
   def normalize(self, images: jax.Array) -> jax.Array:
     """(images - mean) / std in float32, then cast to `compute_dtype`: (B, H, W, C).
 
@@ -104,6 +128,10 @@ class Classifier(nn.Module):
     nothing in a compiled step (`robust_jax.arguments`).
     """
     arguments.check_image_array('images', images)
+    if len(self.mean) not in (1, images.shape[-1]):
+      raise ValueError(f'images.shape={tuple(images.shape)}: {type(self).__name__} normalises '
+                       f'{len(self.mean)} channels (mean={tuple(self.mean)!r}); give images with '
+                       'that many channels, or one mean and std per channel of these')
     if not self.is_initializing():
       arguments.check_pixel_values('images', images, slack=PIXEL_SLACK)
     return ((images - jnp.asarray(self.mean)) / jnp.asarray(self.std)).astype(self.compute_dtype)
