@@ -82,24 +82,27 @@ def validate_config(config) -> None:
   models.check_dropout(config.model)  # after the components: MDL explains its own need of dropout
 
 
+_DISTRIBUTED_DEFAULTS = {'coordinator_address': '', 'num_processes': 1, 'process_id': 0}
+
+
+def _refuse_set_keys(distributed, keys: tuple[str, ...], read_only_with: str) -> None:
+  """ConfigError for the first of `keys` set away from its default: it is read only with
+  `read_only_with`."""
+  for key in keys:
+    if distributed[key] != _DISTRIBUTED_DEFAULTS[key]:
+      raise cs.ConfigError(f'config.distributed.{key}={distributed[key]!r}: read only with '
+                           f'{read_only_with}')
+
+
 def _check_distributed(distributed) -> None:
   if not distributed.initialize:
-    unused = [(key, distributed[key]) for key, default in (
-        ('coordinator_address', ''), ('num_processes', 1), ('process_id', 0))
-              if distributed[key] != default]
-    if unused:
-      key, value = unused[0]
-      raise cs.ConfigError(f'config.distributed.{key}={value!r}: read only with '
-                           'config.distributed.initialize=True (without it each process trains '
-                           'alone, on its own devices)')
+    _refuse_set_keys(distributed, ('coordinator_address', 'num_processes', 'process_id'),
+                     'config.distributed.initialize=True (without it each process trains alone, '
+                     'on its own devices)')
   elif not distributed.coordinator_address:
-    given = [(key, distributed[key]) for key, default in (('num_processes', 1), ('process_id', 0))
-             if distributed[key] != default]
-    if given:
-      key, value = given[0]
-      raise cs.ConfigError(f'config.distributed.{key}={value!r}: read only with a '
-                           "config.distributed.coordinator_address ('' lets JAX detect the "
-                           'cluster, this process included)')
+    _refuse_set_keys(distributed, ('num_processes', 'process_id'),
+                     "a config.distributed.coordinator_address ('' lets JAX detect the cluster, "
+                     'this process included)')
   if distributed.process_id >= distributed.num_processes:
     raise cs.ConfigError(
         f'config.distributed.process_id={distributed.process_id}: must be < '

@@ -1,5 +1,6 @@
 """Test setup: 8 simulated CPU devices (set before JAX starts) and small shared fixtures."""
 import os
+import shutil
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8').strip()
@@ -18,6 +19,27 @@ def tiny_npz(tmp_path_factory):
   path = tmp_path_factory.mktemp('data') / 'tiny.npz'
   helpers.write_quadrant_npz(str(path), num_train=256, num_test=64)
   return str(path)
+
+
+@pytest.fixture(scope='module')
+def finished_run(tiny_npz, tmp_path_factory, eight_devices):
+  """(config, workdir) of a finished 1-epoch (8-step) run with checkpoints at steps 5 and 8 (one
+  per test module; tests that change it use `run_copy`)."""
+  from robust_jax import checkpointing, train  # pylint: disable=g-import-not-at-top
+  config = helpers.tiny_config(tiny_npz, num_epochs=1)
+  path = str(tmp_path_factory.mktemp('finished') / 'run')
+  train.train_and_evaluate(config, path, devices=eight_devices[:1])
+  assert checkpointing.saved_steps(os.path.join(path, 'checkpoints')) == [5, 8]
+  return config, path
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+  """(config, workdir) of a copy of `finished_run` that the test may change."""
+  config, path = finished_run
+  copy = str(tmp_path / 'run')
+  shutil.copytree(path, copy)
+  return config.copy_and_resolve_references(), copy
 
 
 @pytest.fixture(scope='session')

@@ -1,6 +1,7 @@
 """Small datasets and configs shared by the tests."""
 from __future__ import annotations
 
+import os
 import zlib
 
 import jax.numpy as jnp
@@ -102,3 +103,15 @@ def mock_tfds(num_examples: int):
     return list(mocking.RandomFakeGenerator(builder.info.features, num_examples,
                                             seed=zlib.crc32(split.encode())))
   return tfds.testing.mock_data(as_data_source_fn=data_source)
+
+
+def snapshot(directory: str) -> dict:
+  """{relative path: (mtime_ns, bytes)} of every file under `directory`: equal snapshots mean
+  nothing was written."""
+  found = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, 'rb') as f:
+        found[os.path.relpath(path, directory)] = (os.stat(path).st_mtime_ns, f.read())
+  return found

@@ -18,24 +18,6 @@ from robust_jax import workdir as workdir_lib
 from tests import helpers
 
 
-@pytest.fixture(scope='module')
-def finished_run(tiny_npz, tmp_path_factory, eight_devices):
-  """(config, workdir) of a finished 1-epoch (8-step) run with checkpoints at steps 5 and 8."""
-  config = helpers.tiny_config(tiny_npz, num_epochs=1)
-  path = str(tmp_path_factory.mktemp('finished') / 'run')
-  train.train_and_evaluate(config, path, devices=eight_devices[:1])
-  assert checkpointing.saved_steps(os.path.join(path, 'checkpoints')) == [5, 8]
-  return config, path
-
-
-@pytest.fixture
-def run_copy(finished_run, tmp_path):
-  config, path = finished_run
-  copy = str(tmp_path / 'run')
-  shutil.copytree(path, copy)
-  return config.copy_and_resolve_references(), copy
-
-
 def _step_folder(workdir, step):
   return os.path.join(workdir, 'checkpoints', str(step))
 

@@ -392,37 +392,18 @@ def test_sequences_written_as_documented_still_parse(override, expected):
 
 
 # ------------------------------------------------------------------- resuming a shorter run
-@pytest.fixture(scope='module')
-def finished_run(tiny_npz, tmp_path_factory, eight_devices):
-  """(config, workdir) of a finished 1-epoch (8-step) run with checkpoints at steps 5 and 8."""
-  config = helpers.tiny_config(tiny_npz, num_epochs=1)
-  path = str(tmp_path_factory.mktemp('finished') / 'run')
-  train.train_and_evaluate(config, path, devices=eight_devices[:1])
-  return config, path
-
-
-def _snapshot(directory):
-  snapshot = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, 'rb') as f:
-        snapshot[os.path.relpath(path, directory)] = (os.stat(path).st_mtime_ns, f.read())
-  return snapshot
-
-
 def test_allow_config_change_refuses_num_steps_below_the_step_reached(finished_run, eight_devices):
   config, path = finished_run
   config = config.copy_and_resolve_references()
   config.train.num_steps = 5  # the newest checkpoint is at step 8
-  before = _snapshot(path)
+  before = helpers.snapshot(path)
   with pytest.raises(workdir.WorkdirError) as error:
     train.train_and_evaluate(config, path, devices=eight_devices[:1], allow_config_change=True)
   assert str(error.value) == (
       f'workdir {path}: config.train.num_steps=5 ends before step 8, its newest checkpoint, so '
       'the weights there would not be the run the config describes; use a new --workdir, or a '
       'run of at least 8 steps')
-  assert _snapshot(path) == before  # nothing written
+  assert helpers.snapshot(path) == before  # nothing written
 
 
 def test_allow_config_change_refuses_epochs_below_the_step_reached(finished_run):
@@ -432,14 +413,14 @@ def test_allow_config_change_refuses_epochs_below_the_step_reached(finished_run)
   config, path = finished_run
   config = config.copy_and_resolve_references()
   config.optimizer.learning_rate = 0.003
-  before = _snapshot(path)
+  before = helpers.snapshot(path)
   with pytest.raises(workdir.WorkdirError) as error:
     workdir.claim(path, config, checkpoint_step=8, allow_config_change=True, steps_per_epoch=4)
   assert str(error.value) == (
       f'workdir {path}: config.train.num_epochs=1 (4 steps at 4 per epoch) ends before step 8, '
       'its newest checkpoint, so the weights there would not be the run the config describes; '
       'use a new --workdir, or a run of at least 8 steps')
-  assert _snapshot(path) == before
+  assert helpers.snapshot(path) == before
   config.train.num_steps = 8  # ends at the checkpoint: nothing left to train, but consistent
   workdir._check_resume(path, config, True, 8, 4)  # pylint: disable=protected-access
 

@@ -11,38 +11,9 @@ from robust_jax import checkpointing, config_defaults, config_schema, runs, trai
 from tests import helpers
 
 
-def _snapshot(directory):
-  """{relative path: (mtime_ns, bytes)} of every file under `directory`."""
-  snapshot = {}
-  for root, _, files in os.walk(directory):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, 'rb') as f:
-        snapshot[os.path.relpath(path, directory)] = (os.stat(path).st_mtime_ns, f.read())
-  return snapshot
-
-
 def _config_json(path):
   with open(os.path.join(path, 'config.json')) as f:
     return json.load(f)
-
-
-@pytest.fixture(scope='module')
-def finished_run(tiny_npz, tmp_path_factory, eight_devices):
-  """(config, workdir) of a finished 1-epoch (8-step) run with checkpoints at steps 5 and 8."""
-  config = helpers.tiny_config(tiny_npz, num_epochs=1)
-  path = str(tmp_path_factory.mktemp('finished') / 'run')
-  train.train_and_evaluate(config, path, devices=eight_devices[:1])
-  assert checkpointing.saved_steps(os.path.join(path, 'checkpoints')) == [5, 8]
-  return config, path
-
-
-@pytest.fixture
-def run_copy(finished_run, tmp_path):
-  config, path = finished_run
-  copy = str(tmp_path / 'run')
-  shutil.copytree(path, copy)
-  return config.copy_and_resolve_references(), copy
 
 
 def test_config_changes_lists_result_keys_and_skips_neutral_ones():
@@ -69,7 +40,7 @@ def test_config_changes_lists_result_keys_and_skips_neutral_ones():
 
 def test_changed_config_is_refused_in_one_line_and_touches_nothing(run_copy):
   config, path = run_copy
-  before = _snapshot(path)
+  before = helpers.snapshot(path)
   config.optimizer.learning_rate = 0.003
   config.train.num_epochs = 5
   with pytest.raises(config_schema.ConfigError) as error:
@@ -82,7 +53,7 @@ def test_changed_config_is_refused_in_one_line_and_touches_nothing(run_copy):
   shape_error = r'model\.widths \[4, 8\] -> \[4, 16\].*change the shapes of the trained arrays'
   with pytest.raises(workdir.WorkdirError, match=shape_error):
     train.train_and_evaluate(config, path, allow_config_change=True)
-  assert _snapshot(path) == before
+  assert helpers.snapshot(path) == before
 
 
 def test_neutral_changes_rerun_a_finished_run_without_pruning(run_copy, eight_devices):
@@ -90,9 +61,9 @@ def test_neutral_changes_rerun_a_finished_run_without_pruning(run_copy, eight_de
   config.train.update(log_every_steps=1, max_checkpoints_to_keep=1, checkpoint_every_minutes=0.0)
   config.robustness.epsilons = ('0', '8/255')
   stored = _config_json(path)
-  metrics = _snapshot(path)['metrics.jsonl']
+  metrics = helpers.snapshot(path)['metrics.jsonl']
   results = train.train_and_evaluate(config, path, devices=eight_devices[:1])
-  assert results['steps'] == 8 and _snapshot(path)['metrics.jsonl'] == metrics  # nothing trained
+  assert results['steps'] == 8 and helpers.snapshot(path)['metrics.jsonl'] == metrics  # nothing trained
   assert checkpointing.saved_steps(os.path.join(path, 'checkpoints')) == [5, 8]
   refreshed = _config_json(path)
   assert refreshed['robustness']['epsilons'] == ['0', '8/255']  # neutral keys follow the command
@@ -189,8 +160,8 @@ def test_other_data_at_the_same_path_are_refused_at_resume_and_evaluation(
   with pytest.raises(workdir.WorkdirError) as error:
     runs.load_run(copy)
   assert str(error.value) == message
-  before = _snapshot(copy)
+  before = helpers.snapshot(copy)
   with pytest.raises(workdir.WorkdirError) as error:
     train.train_and_evaluate(config, copy, devices=eight_devices[:1])
   assert str(error.value) == message
-  assert _snapshot(copy) == before
+  assert helpers.snapshot(copy) == before
