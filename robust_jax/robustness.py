@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from robust_jax import attacks
+from robust_jax import arguments, attacks
 from robust_jax import config_schema as cs
 from robust_jax import sharding
 from robust_jax.attacks.autoattack import CLEAN, accuracy_after_each, run_sequence
@@ -62,7 +62,7 @@ def parse_epsilon(text: str) -> float:
 
 
 def _epsilon_problem(text) -> str:
-  """'' when `text` is an ε: a finite number >= 0 as text that a float holds; else why not."""
+  """'' when `text` is an ε: a finite number >= 0 as text that float32 holds; else why not."""
   if not isinstance(text, str):
     return "must be text, e.g. '0.1' or '8/255' (each ε is reported as written)"
   try:
@@ -77,7 +77,7 @@ def _epsilon_problem(text) -> str:
     return 'must be a finite number (a float would be inf)'
   if value and not number:
     return 'must be 0 or a number a float holds (this one would be 0.0)'
-  return ''
+  return arguments.float32_problem(number)  # the attacks compute ε in float32
 
 
 def _epsilons_problem(texts) -> str:

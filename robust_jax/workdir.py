@@ -118,12 +118,22 @@ def read_config(workdir: str, step: int | None = None) -> ml_collections.ConfigD
 
 
 def read_history(workdir: str) -> list[dict]:
-  """The records of `config_history.jsonl`, oldest first ([] when there is none)."""
+  """The records of `config_history.jsonl`, oldest first ([] when there is none); WorkdirError
+  (one line) when the file is damaged."""
   path = os.path.join(workdir, HISTORY_FILE)
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  try:
+    records = [json.loads(line) for line in lines]
+    if all(isinstance(r, dict) and isinstance(r.get('step'), int)
+           and isinstance(r.get('changes'), dict) for r in records):
+      return records
+  except json.JSONDecodeError:
+    pass
+  raise WorkdirError(f'{path} is damaged (each line must be a JSON record with "step" and '
+                     '"changes"); restore it from a copy, or use a new --workdir')
 
 
 def claim(workdir: str, config, checkpoint_step: int | None, allow_config_change: bool,

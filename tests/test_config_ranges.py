@@ -134,6 +134,9 @@ BAD_CONFIGS = [
     ('epsilon_underflows', None, {'robustness.epsilons': ('0', '1e-400')},
      "config.robustness.epsilons=('0', '1e-400'): '1e-400' must be 0 or a number a float holds "
      '(this one would be 0.0)'),
+    ('epsilon_float32_zero', None, {'robustness.epsilons': ('0', '1e-300')},
+     "config.robustness.epsilons=('0', '1e-300'): '1e-300' must be 0 or a number float32 holds "
+     '(float32 makes it 0.0; the smallest nonzero float32 is 1.4e-45)'),
     ('epsilon_negative', None, {'robustness.epsilons': ('0', '-8/255')},
      "config.robustness.epsilons=('0', '-8/255'): '-8/255' must be >= 0"),
     ('epsilon_inf', None, {'robustness.epsilons': ('inf',)},
@@ -285,7 +288,7 @@ def test_the_bad_configs_are_all_different_and_each_base_is_valid():
     {'optimizer.schedule': 'piecewise', 'optimizer.boundaries_epochs': (1.0, 2.999)},
     {'optimizer.decay_factor': 1.0}, {'optimizer.momentum': 0.999},
     {'optimizer.warmup_epochs': 2.9}, {'seed': 2**32 - 1},
-    {'robustness.epsilons': ('0', '8/255', '1e-300', '12.5')},
+    {'robustness.epsilons': ('0', '8/255', '1e-30', '12.5')},
     {'robustness.large_epsilon': '1/255'},
     {'targets': {'name': 'label_smoothing', 'smoothing': 0.999}},
     {'distributed.initialize': True, 'distributed.coordinator_address': '10.0.0.1:1234',

@@ -441,3 +441,15 @@ def test_an_npz_path_that_is_a_fifo_is_refused_without_blocking(tmp_path):
   _fails(lambda: data.load_splits(config),
          r'data.npz: not a regular file but a FIFO, socket or device \(reading it could block '
          r'forever\); ' + NPZ_REMEDY)
+
+
+def test_training_labels_of_one_class_are_refused(tmp_path):
+  path = str(tmp_path / 'one_class.npz')
+  images = np.zeros((8, 28, 28, 1), np.uint8)
+  np.savez(path, x_train=images, y_train=np.full(8, 3), x_test=images[:4] + 1,
+           y_test=np.arange(4))
+  config = config_defaults.default_config().dataset
+  config.update(source='npz', path=path)
+  with pytest.raises(data.DatasetError, match=r": every training label is 3; a classifier needs "
+                     r"examples of at least two classes$"):
+    data.load_splits(config)

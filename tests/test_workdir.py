@@ -165,3 +165,16 @@ def test_other_data_at_the_same_path_are_refused_at_resume_and_evaluation(
     train.train_and_evaluate(config, copy, devices=eight_devices[:1])
   assert str(error.value) == message
   assert helpers.snapshot(copy) == before
+
+
+def test_a_damaged_config_history_is_one_line_naming_it(run_copy):
+  _, path = run_copy
+  history = os.path.join(path, workdir.HISTORY_FILE)
+  for damage in ('{"step": 5, "changes": \n', '[1, 2]\n'):
+    with open(history, 'w') as f:
+      f.write(damage)
+    with pytest.raises(workdir.WorkdirError) as error:
+      workdir.read_config(path)
+    assert str(error.value) == (
+        f'{history} is damaged (each line must be a JSON record with "step" and "changes"); '
+        'restore it from a copy, or use a new --workdir')

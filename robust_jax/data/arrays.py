@@ -147,9 +147,13 @@ class Splits:
   test: Split
 
   def checked(self, spec: DatasetSpec) -> Splits:
-    """Both splits `Split.checked` against `spec`, and a test split that is not the training split
-    (the same images and labels: a test on the training data would report memorisation)."""
+    """Both splits `Split.checked` against `spec`, training labels of at least two classes, and a
+    test split that is not the training split (the same images and labels: a test on the training
+    data would report memorisation)."""
     train, test = self.train.checked(spec), self.test.checked(spec)
+    if np.all(train.labels == train.labels[0]):
+      raise DatasetError(f'{train.origin}: every training label is {int(train.labels[0])}; a '
+                         'classifier needs examples of at least two classes')
     if _same_arrays(train, test):
       raise DatasetError(f'{test.origin}: the test split is the training split ({train.origin} '
                          'holds the same images and labels); test accuracy would measure '
