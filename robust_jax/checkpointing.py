@@ -118,11 +118,14 @@ def _require_free_space(directory: str, step: int, state) -> None:
   orbax writes in background threads; a disk that fills up there fails from inside those threads,
   and tensorstore then prints tracebacks of its own on stderr while the error makes its way back.
   Checking first turns the usual case, a disk already too full, into one line. A disk that another
-  program fills during the save still fails (`_cleaning_up_failed_save`).
+  program fills during the save still fails (`_cleaning_up_failed_save`). With several processes
+  the smallest free space of all decides, on every process.
   """
   needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state) if hasattr(leaf, 'nbytes'))
   needed += _SAVE_OVERHEAD_BYTES
   free = shutil.disk_usage(directory).free
+  if jax.process_count() > 1:  # every process decides alike, or some would wait in orbax's save
+    free = int(np.min(multihost_utils.process_allgather(np.int64(free))))
   if free < needed:
     raise CheckpointError(
         f'not enough free space for the checkpoint at step {step} in {directory}: it needs about '
@@ -228,8 +231,8 @@ class Checkpointer:
       saved = self._manager.save(step, args=ocp.args.StandardSave(state))
     if not saved:
       raise CheckpointError(f'orbax did not save step {step} in {self._directory}, which holds a '
-                            f'later checkpoint (step {self._manager.latest_step()}); move that '
-                            'away and rerun')
+                            f'checkpoint at or after it (step {self._manager.latest_step()}); move '
+                            'that away and rerun')
 
   def close(self) -> None:
     """Waits for the last save; raises CheckpointError when it failed."""
@@ -340,7 +343,9 @@ def _cleaning_up_failed_save(directory: str, step: int):
   one-line CheckpointError."""
   try:
     yield
-  except (OSError, ValueError) as error:  # tensorstore reports I/O errors as ValueError
+  except (OSError, ValueError) as error:
+    if not (isinstance(error, OSError) or 'os_error_code' in str(error)):
+      raise  # tensorstore reports I/O errors as ValueError with an os_error_code; others are bugs
     _join_orbax_threads()  # orbax reports the first failure while its other writers go on
     _remove_unfinished(directory)
     raise CheckpointError(

@@ -25,9 +25,9 @@ EXIT_USER_ERROR = 1
 TRACEBACK_VARIABLE = 'ROBUST_JAX_TRACEBACK'
 
 _REMEDIES = {
-    errno.ENOSPC: 'free some space or use another --workdir; a rerun resumes from the newest '
-                  'intact checkpoint',
-    errno.EDQUOT: 'free some space or use another --workdir',
+    errno.ENOSPC: 'free some space or use another folder; a training rerun resumes from the '
+                  'newest intact checkpoint',
+    errno.EDQUOT: 'free some space or use another folder',
     errno.EACCES: 'make it writable or use another folder',
     errno.EPERM: 'make it writable or use another folder',
     errno.EROFS: 'the file system is read-only: use another folder',

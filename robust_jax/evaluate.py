@@ -74,7 +74,7 @@ def checkpoint_location(checkpoint: str) -> tuple[str, int]:
   """(workdir, step) of `--checkpoint=W/checkpoints/STEP`; ConfigError (one line) otherwise."""
   path = os.path.abspath(checkpoint.rstrip('/'))
   folder, name = os.path.split(path)
-  if os.path.basename(folder) != 'checkpoints' or not name.isdigit():
+  if os.path.basename(folder) != 'checkpoints' or not name.isdecimal():
     raise config_schema.ConfigError(
         f'--checkpoint={checkpoint}: must name a step folder W/checkpoints/STEP (STEP a number, '
         f'e.g. W/checkpoints/{_a_step(folder) or 1000}); for the newest use --workdir=W')
@@ -157,8 +157,10 @@ def main(argv):
   except ValueError as e:
     raise config_schema.ConfigError(str(e)) from None
   output_dir = _OUTPUT_DIR.value or os.path.join(workdir, _PRESET.value or 'robustness')
+  if step is None:  # the newest now, named in the results even if a training saves another
+    steps = checkpointing.saved_steps(os.path.join(workdir, 'checkpoints'))
+    step = steps[-1] if steps else None
   config, model, params, model_state, splits, mesh = load_run(workdir, step)
-  step = checkpointing.saved_steps(os.path.join(workdir, 'checkpoints'))[-1] if step is None else step
   settings = config.robustness
   _override_settings(settings)
   text = data.spec_for(config.dataset).modality == 'text'

@@ -137,7 +137,8 @@ def make_optimizer(config, steps_per_epoch: int, total_steps: int, *,
   """(optimizer, learning-rate schedule) for `config.optimizer`, a run of `total_steps` steps of
   `steps_per_epoch` each.
 
-  Raises ConfigError when a warm-up or boundary falls outside that run (`check_run_length`); pass
+  Raises ConfigError when, in steps, a warm-up rounds to 0 or lasts the whole run, a boundary falls
+  on step 0 or two on one step (`check_run_length`; boundaries after the end are allowed); pass
   `validate_steps=False` where the step counts are nominal (e.g. to build the optimizer only for
   its state's shapes, or to time steps).
   """

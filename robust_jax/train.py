@@ -11,9 +11,10 @@ every `eval_every_epochs` and at the end, and checkpoints
 every `checkpoint_every_steps`, every `checkpoint_every_minutes` and at the end. SIGTERM or SIGINT
 (preemption, Ctrl-C) checkpoints at the next step and returns (`robust_jax.preemption`). A
 non-finite loss stops the run and keeps the last good checkpoint; results.json is written only with
-a finite test loss. A resumed run ends with exactly the parameters of an uninterrupted one, and logs
-every step once: data order, augmentation and every random draw are functions of (seed, step), and
-each step's logging and evaluation happen before its checkpoint.
+a finite test loss. A resumed run ends with exactly the parameters of an uninterrupted one (on the
+same devices; resumed on another device count, up to float rounding), and logs every step once:
+data order, augmentation and every random draw are functions of (seed, step), and each step's
+logging and evaluation happen before its checkpoint.
 """
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   Raises `ConfigError` before anything is written when `config.train.require_accelerator` is set
   and the devices are CPUs, or the batch does not split over them; `workdir.WorkdirError` (a
   `ConfigError`) when the workdir holds another experiment, was trained on other data or not
-  every process can see it, before anything is written, and its subclass
+  every process can see it, or a ConfigError of the schedule in steps, with nothing written but
+  the lock (removed again), and its subclass
   `workdir_lock.WorkdirLockedError` at once when another run is training in it (the lock is held
   until this returns or raises). A damaged checkpoint is skipped with a printed line, and training
   resumes from the newest intact one; `checkpointing.CheckpointError` when none is intact.
@@ -119,6 +121,9 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
     raise config_schema.ConfigError(f'config.train.batch_size={batch_size}: larger than the '
                                     f'{len(splits.train)} training examples')
   steps_per_epoch = pipeline.steps_per_epoch(len(splits.train), batch_size)
+  total_steps = config.train.num_steps or config.train.num_epochs * steps_per_epoch
+  # The schedule's checks in steps refuse a config before the workdir records it.
+  optimizer, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch, total_steps)
   workdir_lib.require_shared_storage(workdir)
   checkpoint_dir = os.path.join(workdir, 'checkpoints')
   checkpoint_steps = checkpointing.saved_steps(checkpoint_dir)
@@ -128,11 +133,8 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
   train_split = pipeline.put_split(splits.train, mesh)
   test_split = splits.test.first(config.eval.num_examples or len(splits.test))
   test_batches = pipeline.make_eval_batches(test_split, config.eval.batch_size, mesh)
-  total_steps = config.train.num_steps or config.train.num_epochs * steps_per_epoch
-
   model = build_model(config.model, spec, objectives.build_feature_transforms(config),
                       compute_dtype=config.train.compute_dtype)
-  optimizer, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch, total_steps)
   init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
   step_fn = train_step.make_train_step(
       objectives.build_loss_fn(config, model, spec.num_classes), optimizer,
@@ -159,14 +161,16 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
   buffer = _MetricBuffer()
   progress = tqdm.tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True,
                        disable=jax.process_index() != 0)
-  for note in damaged:
-    progress.write(f'{note}; resuming from step {step}')
+  notes = [f'{note}; resuming from step {step}' for note in damaged]
   unused = optim.unused_boundaries(config.optimizer, steps_per_epoch, total_steps)
   if unused:
-    progress.write(f'note: config.optimizer.boundaries_epochs {unused} fall at or after the end of '
-                   f'this {total_steps}-step run, so their learning-rate decays never apply')
+    notes.append(f'note: config.optimizer.boundaries_epochs {unused} fall at or after the end of '
+                 f'this {total_steps}-step run, so their learning-rate decays never apply')
   if step:
-    progress.write(f'resuming from the checkpoint at step {step} in {workdir}')
+    notes.append(f'resuming from the checkpoint at step {step} in {workdir}')
+  if jax.process_index() == 0:  # tqdm.write prints whatever `disable` says
+    for note in notes:
+      progress.write(note)
   # One process decides alone only where no other process exists; otherwise the processes agree
   # on signals and the checkpoint clock at logging steps (`preemption.any_process`).
   agree_every = 1 if jax.process_count() == 1 else config.train.log_every_steps

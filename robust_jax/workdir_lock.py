@@ -16,8 +16,8 @@ Another host: flock works across hosts only where the network file system suppor
 lockd does; some mounts lock locally only), so a lock file left by a process on another host is
 never taken over: the message says that its holder cannot be checked from here, and to delete
 `WORKDIR/.lock` once no run uses the workdir. Where flock is not supported at all (ENOLCK,
-EOPNOTSUPP, ENOSYS) the recorded holder is the only guard: a holder on this host counts as alive
-while its pid exists.
+EOPNOTSUPP, ENOSYS, EINVAL) the recorded holder is the only guard: a holder on this host counts as
+alive while its pid exists.
 
 Multi-host runs: only process 0 takes the lock, and a broadcast tells every process the outcome, so
 all fail together. Evaluation only reads a workdir and takes no lock.
@@ -38,7 +38,6 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from robust_jax import errors
 from robust_jax.workdir import WorkdirError
 
 __all__ = ['LOCK_FILE', 'WorkdirLockedError', 'hold']
@@ -61,7 +60,7 @@ def hold(workdir: str):
   if jax.process_index() == 0:
     try:
       lock = _acquire(workdir)
-    except (errors.UserError, OSError) as e:
+    except Exception as e:  # pylint: disable=broad-except  # re-raised below, after the broadcast
       failure = e
   if jax.process_count() > 1 and not multihost_utils.broadcast_one_to_all(np.int32(not failure)):
     failure = failure or WorkdirLockedError(

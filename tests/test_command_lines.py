@@ -84,8 +84,8 @@ def test_cli_run_prints_one_line_for_expected_failures(capsys, monkeypatch):
   with pytest.raises(SystemExit):
     cli.run(fail(OSError(errno.ENOSPC, 'No space left on device', '/w/checkpoints/5')))
   assert capsys.readouterr().err == ('error: No space left on device: /w/checkpoints/5 (free some '
-                                     'space or use another --workdir; a rerun resumes from the '
-                                     'newest intact checkpoint)\n')
+                                     'space or use another folder; a training rerun resumes from '
+                                     'the newest intact checkpoint)\n')
   with pytest.raises(RuntimeError):  # a bug keeps its traceback
     cli.run(fail(RuntimeError('bug')))
   monkeypatch.setenv(cli.TRACEBACK_VARIABLE, '1')

@@ -178,3 +178,15 @@ def test_a_damaged_config_history_is_one_line_naming_it(run_copy):
     assert str(error.value) == (
         f'{history} is damaged (each line must be a JSON record with "step" and "changes"); '
         'restore it from a copy, or use a new --workdir')
+
+
+def test_a_schedule_refused_in_steps_leaves_the_workdir_unrecorded(tiny_npz, tmp_path, eight_devices):
+  """The warm-up of 0.01 epochs rounds to 0 of the 8 steps per epoch: refused before config.json
+  (or, on a resume, config_history.jsonl) records the config."""
+  config = helpers.tiny_config(tiny_npz, num_epochs=1)
+  config.optimizer.warmup_epochs = 0.01
+  path = str(tmp_path / 'run')
+  with pytest.raises(config_schema.ConfigError, match=r'^config.optimizer.warmup_epochs=0.01: '
+                     'rounds to 0 steps at 8 steps per epoch'):
+    train.train_and_evaluate(config, path, devices=eight_devices[:1])
+  assert os.listdir(path) == []

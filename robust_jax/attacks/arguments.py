@@ -31,6 +31,7 @@ __all__ = ['check_attack', 'check_choice', 'check_class_indices', 'check_count',
            'check_inputs', 'check_int_range', 'check_key', 'check_loss', 'check_number',
            'is_concrete']
 
+
 def check_inputs(logits_fn: Callable, images, labels) -> int:
   """images (B, ...) floating point in [0, 1] with B >= 1, labels (B,) integer in [0, C); returns C.
 

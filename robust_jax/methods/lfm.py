@@ -63,7 +63,6 @@ DEFAULTS = dict(sites=('conv1',), probability=0.15, channel_fraction=0.5, area_r
                 official_code_samples=8)  # configs/lfm.py:fashion_mnist
 
 
-
 def _check_ranges(area_range, aspect_range) -> None:
   """area_range (low, high) in [0, 1]; aspect_range (low, high) > 0, finite."""
   arguments.check_pair('area_range', area_range, 0.0, maximum=1.0)
@@ -99,6 +98,7 @@ def _check_mask(features, key, probability, channel_fraction, area_range, aspect
   arguments.check_number('channel_fraction', channel_fraction, 0.0,
                          maximum=None if with_replacement else 1.0, static=True)
   _check_ranges(area_range, aspect_range)
+
 
 def _boxes(key, shape, area_range, aspect_range):
   """(h, w, top, left) each of `shape`, for feature maps of height/width given in `shape[-2:]`."""
@@ -243,7 +243,8 @@ def mask(features: jax.Array, key: jax.Array, *, probability: float, channel_fra
   num_samples = official_code_samples). features: (B, H, W, C) -> (B, H, W, C); key: PRNG key;
   probability, channel_fraction in [0, 1] (mode 'official_code': channel_fraction ≥ 0); area_range
   in [0, 1], aspect_range > 0, (low, high); fill: 'uniform' (v ~ U(0, 1)) or 'zero';
-  official_code_samples: a Python int >= 1. Use it in training passes only. Arguments are checked as each mask documents (`robust_jax.arguments`).
+  official_code_samples: a Python int >= 1. Use it in training passes only. Arguments are checked
+  as each mask documents (`robust_jax.arguments`).
   """
   arguments.check_choice('mode', mode, MODES)
   official_code_samples = arguments.check_count('official_code_samples', official_code_samples)

@@ -124,8 +124,8 @@ class Classifier(nn.Module):
     epsilons are in pixel units): a non-float dtype is refused, and so are concrete images with a
     value outside [-PIXEL_SLACK, 1 + PIXEL_SLACK] (e.g. uint8-range floats, or images already
     normalised with a mean and std). The slack admits inputs perturbed without clipping
-    (DropAttack's input term). Traced images (under `jax.jit`, `jax.grad`, ...) are not read: the check costs
-    nothing in a compiled step (`robust_jax.arguments`).
+    (DropAttack's input term). Traced images (under `jax.jit`, `jax.grad`, ...) are not read: the
+    check costs nothing in a compiled step (`robust_jax.arguments`).
     """
     arguments.check_image_array('images', images)
     if len(self.mean) not in (1, images.shape[-1]):
