@@ -125,7 +125,9 @@ def _require_free_space(directory: str, step: int, state) -> None:
   needed += _SAVE_OVERHEAD_BYTES
   free = shutil.disk_usage(directory).free
   if jax.process_count() > 1:  # every process decides alike, or some would wait in orbax's save
-    free = int(np.min(multihost_utils.process_allgather(np.int64(free))))
+    # in MiB, as int32 (JAX's default integer: int64 would wrap above 2 GiB)
+    free_mib = multihost_utils.process_allgather(np.int32(min(free >> 20, 2**31 - 1)))
+    free = int(np.min(free_mib)) << 20
   if free < needed:
     raise CheckpointError(
         f'not enough free space for the checkpoint at step {step} in {directory}: it needs about '
