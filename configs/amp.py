@@ -12,7 +12,7 @@ AutoAugment (0.1, 0.1). {svhn,cifar10,cifar100}_{preact_resnet18,vgg16},
 e.g. PreActResNet-18 C10 3.97 ± 0.09 %, C100 21.51 ± 0.31 %; every row is in README.md.
 Variant fashion_mnist (offline, our choice): the default CNN with ε = 0.1, ζ = 1.
 """
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 VARIANTS = ('fashion_mnist',) + config_defaults.AMP_TABLE_VARIANTS
 # (ε, ζ) per model and augmentation, from the official README commands.

@@ -9,7 +9,7 @@ epochs, ×0.1 at 100 and 150). PGD-AT and FGSM-AT craft their examples with batc
 mode (batch statistics, not updated), as most PyTorch AT code does; TRADES crafts them in eval mode
 (running statistics), as the TRADES reference code does.
 """
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 VARIANTS = tuple(f'{d}_{m}' for d in ('cifar10', 'cifar100') for m in ('pgd', 'fgsm', 'trades'))
 EPSILON, STEP = 8 / 255, 2 / 255

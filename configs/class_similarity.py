@@ -11,7 +11,7 @@ Variant fashion_mnist_dropattack combines the targets with DropAttack.
 """
 import os
 
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 VARIANTS = ('fashion_mnist', 'fashion_mnist_dropattack', 'cifar10', 'cifar100')
 FASHION_MNIST_MATRIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data',

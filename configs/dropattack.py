@@ -10,7 +10,7 @@ actually applied are smaller: about sqrt(p) ε (≈ 0.71 per image, ≈ 3.5 % of
 gradient's mass is spread evenly.
 CIFAR variants use PreActResNet-18 with the standard recipe. No published image numbers.
 """
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 VARIANTS = ('fashion_mnist', 'cifar10', 'cifar100')
 

@@ -10,7 +10,7 @@ clipping 50): {svhn,cifar10,cifar100}_{preact_resnet18,vgg16} and
 1.6), e.g. PreActResNet-18 C10 5.02 ± 0.21 %, C100 24.31 ± 0.30 %, SVHN 2.95 ± 0.06 %; every row
 is in README.md beside its command.
 """
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 VARIANTS = ('fashion_mnist',) + config_defaults.AMP_TABLE_VARIANTS
 

@@ -7,7 +7,7 @@ Variants: `pgd` (PGD-AT, 10 steps of 0.025 from a random start), `fgsm` (FGSM-AT
 step 1.25 ε), `trades` (β = 6, 10 KL steps). Attacks run with the model in eval mode.
 Expected (PGD-AT, 3 epochs, 2 CPU cores, ~25 min): see the table in README.md.
 """
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 EPSILON = 0.1
 VARIANTS = ('pgd', 'fgsm', 'trades')

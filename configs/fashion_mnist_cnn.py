@@ -3,10 +3,10 @@ r"""The offline default: a small CNN on the real Fashion-MNIST (IDX files from D
     python -m robust_jax.main --config=configs/fashion_mnist_cnn.py --workdir=/tmp/fmnist_cnn
 
 Expected: >= 90% test accuracy on the 10,000 test images after 3 epochs (~2.5 min on 2 CPU cores).
-`:quick` (the modifier every config takes, `robust_jax.runs.MODIFIERS`) trains one epoch
+`:quick` (the modifier every config takes, `robust_jax.training.runs.MODIFIERS`) trains one epoch
 (about 88-89%).
 """
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 VARIANTS = ('full',)
 

@@ -8,7 +8,7 @@ The paper's settings: after the first conv, probability 0.15 per example, half t
 CIFAR variants mask PreActResNet-18's stem. `official_code` reproduces the released code's
 per-batch behaviour (papers.md 3.2). No published classification numbers.
 """
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 VARIANTS = ('fashion_mnist', 'fashion_mnist_amp', 'fashion_mnist_official_code', 'cifar10',
             'cifar100')

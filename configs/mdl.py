@@ -8,7 +8,7 @@ CIFAR, standard recipe). `*_pgd` variants train MDL on PGD examples as the paper
 training experiments do (L∞ ε = 0.1 / 8/255, 10 steps). Only the abstract's maximum gains are
 published (+1.38 % natural, +38.18 % PGD accuracy on CIFAR with standard training).
 """
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 VARIANTS = ('fashion_mnist', 'fashion_mnist_pgd', 'cifar10', 'cifar10_pgd', 'cifar100',
             'cifar100_pgd')

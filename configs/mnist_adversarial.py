@@ -9,7 +9,7 @@ Variants: `pgd` (PGD-AT as Madry et al.: 40 steps of 0.01 from a random start), 
 with random start, step 1.25 ε), `trades` (β = 6, 40 KL steps of 0.01). The papers' LeNet-like
 CNN (5×5 convs, 1024 hidden units), Adam 1e-3, 10 epochs.
 """
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 EPSILON = 0.3
 VARIANTS = ('pgd', 'fgsm', 'trades')

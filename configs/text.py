@@ -32,7 +32,7 @@ half the CPU time of 256.
 """
 import os
 
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
 
 SHARED_AG_NEWS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..',
                                                '..', 'shared', 'data', 'ag_news'))

@@ -29,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from configs import amp as amp_configs  # noqa: E402  pylint: disable=wrong-import-position
-from robust_jax import config_defaults  # noqa: E402  pylint: disable=wrong-import-position
+from robust_jax.config import defaults as config_defaults  # noqa: E402  pylint: disable=wrong-import-position
 
 
 

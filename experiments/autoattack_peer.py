@@ -3,7 +3,7 @@ r"""robust_jax's AutoAttack against torchattacks' on the same weights and the sa
     python3 experiments/autoattack_peer.py --workdir=workdirs/fashion_mnist_cnn \
         [--num_examples=1000] [--epsilon=0.1] [--output=W/autoattack_peer.json]
 
-Loads a trained workdir (a model with a PyTorch twin: `experiments/torch_reference.py`, e.g. the
+Loads a trained workdir (a model with a PyTorch twin: `tests/oracles/torch_reference.py`, e.g. the
 Fashion-MNIST CNN), copies its weights into the twin (`load_flax_variables`), and on the first N
 test images runs, at L∞ ε:
 
@@ -37,11 +37,11 @@ import torch  # noqa: E402
 import torchattacks  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from experiments import torch_reference  # noqa: E402
+from tests.oracles import torch_reference  # noqa: E402
 from robust_jax import attacks, data, json_utils, sharding  # noqa: E402
 from robust_jax.attacks.autoattack import accuracy_after_each  # noqa: E402
 from robust_jax.models import build_model  # noqa: E402
-from robust_jax.runs import load_run  # noqa: E402
+from robust_jax.training.runs import load_run  # noqa: E402
 
 __all__ = ['compare', 'torchattacks_sequence']
 

@@ -6,7 +6,7 @@ optionally vs a PyTorch twin of the same model and objective.
         [--no_augment] [--torch [--torch_channels_last --torch_compile]]
 
 The first config is the ERM baseline the others' "× ERM" column divides by. `--set` applies
-config overrides (`robust_jax/config_overrides.py`, 'KEY.PATH=VALUE', comma-separated) to every
+config overrides (`robust_jax/config/overrides.py`, 'KEY.PATH=VALUE', comma-separated) to every
 config; `--no_augment` times the steps without the data augmentation (uint8 -> [0, 1] only).
 
 Both JAX steps train the same model with the same objective and optimizer on synthetic data of the
@@ -19,7 +19,7 @@ a table and one JSON line per config; with `--json_out` also writes the JSON, pe
 included.
 
 `--torch` (needs the optional `torch`) adds, for every config that has one
-(`experiments/torch_reference.py`, `config_kwargs`; others are listed as skipped), the PyTorch
+(`tests/oracles/torch_reference.py`, `config_kwargs`; others are listed as skipped), the PyTorch
 twin's step on the same batch in the same rounds: plain eager by default, on the GPU when JAX
 runs on one (CUDA; TF32 float32 matmuls there, as XLA's default precision), with as many
 intra-op threads as XLA:CPU's pool ($PJRT_NPROC or $NPROC, else the CPUs this process may run on,
@@ -44,12 +44,15 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from experiments import reference_steps  # noqa: E402
-from robust_jax import config_overrides, data, objectives, optim, sharding  # noqa: E402
-from robust_jax import train_state, train_step, validation  # noqa: E402
+from tests.oracles import reference_steps  # noqa: E402
+from robust_jax import data, objectives, sharding  # noqa: E402
+from robust_jax.config import overrides as config_overrides
+from robust_jax.training import optim
+from robust_jax.config import validation  # noqa: E402
+from robust_jax.training import state as train_state, step as train_step
 from robust_jax.data import pipeline  # noqa: E402
 from robust_jax.models import build_model  # noqa: E402
-from robust_jax.runs import config_name, load_config_file  # noqa: E402
+from robust_jax.config.files import config_name, load_config_file  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list('configs', ['configs/fashion_mnist_cnn.py'],
                              'Config files (path.py:variant); the first is the ERM baseline.')
@@ -62,7 +65,7 @@ _SET = flags.DEFINE_string('set', '', 'Config overrides for every config, comma-
 _NO_AUGMENT = flags.DEFINE_bool('no_augment', False,
                                 'Time the steps without data augmentation (uint8 -> [0, 1] only).')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch twin of every config that has '
-                           'one (experiments/torch_reference.py; needs torch).')
+                           'one (tests/oracles/torch_reference.py; needs torch).')
 _TORCH_CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False,
                                          'PyTorch twin: channels_last memory format.')
 _TORCH_COMPILE = flags.DEFINE_bool('torch_compile', False, 'PyTorch twin: torch.compile the model.')
@@ -92,7 +95,7 @@ def _pytorch_runner(config, spec, images: np.ndarray, labels: np.ndarray, augmen
   line) when it has none."""
   import torch  # the optional extra: imported only with --torch
 
-  from experiments import torch_reference
+  from tests.oracles import torch_reference
 
   model_kwargs, step_kwargs = torch_reference.config_kwargs(config, spec)
   if not augment:

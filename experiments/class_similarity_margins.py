@@ -29,7 +29,7 @@ from absl import app, flags  # noqa: E402
 from configs import class_similarity as class_similarity_config  # noqa: E402
 from robust_jax import attacks, json_utils  # noqa: E402
 from robust_jax.methods import class_similarity  # noqa: E402
-from robust_jax.runs import load_run  # noqa: E402
+from robust_jax.training.runs import load_run  # noqa: E402
 
 _WORKDIRS = flags.DEFINE_list('workdirs', None, 'Trained workdirs to compare.', required=True)
 _NUM_EXAMPLES = flags.DEFINE_integer('num_examples', 1000, 'The first N test images.')

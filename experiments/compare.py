@@ -17,7 +17,7 @@ the mean over those that do, with their count). Text datasets (token ids: no pix
 get clean accuracy only; their attack columns read '—' in the table (empty in runs.csv, no bar
 in the plot), and a table of text runs only has no attack columns. Writes `table.md` (mean ± std over seeds), `runs.csv` (one row per run) and
 `accuracy.png` (bar plot). `--set` applies config overrides to every config, as benchmark.py's
-(`robust_jax/config_overrides.py`), e.g. `--set=dataset.max_length=136`; each record keeps them,
+(`robust_jax/config/overrides.py`), e.g. `--set=dataset.max_length=136`; each record keeps them,
 and a finished run is reused only with the same ones (in any order). Keys that compare.py's own
 flags set (seed, train.num_epochs, robustness.*) are refused there.
 """
@@ -34,8 +34,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from robust_jax import config_overrides, data, json_utils, robustness, train  # noqa: E402
-from robust_jax.runs import config_name, load_config_file, load_run  # noqa: E402
+from robust_jax import data, json_utils  # noqa: E402
+from robust_jax.training import loop as train  # noqa: E402
+from robust_jax.config import overrides as config_overrides
+from robust_jax.evaluation import robustness
+from robust_jax.config.files import config_name, load_config_file  # noqa: E402
+from robust_jax.training.runs import load_run  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list('configs', None, 'Config files with variant, path:variant.',
                              required=True)

@@ -26,7 +26,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from robust_jax import runs, train  # noqa: E402
+from robust_jax.training import loop as train  # noqa: E402
+from robust_jax.config import files as config_files
+from robust_jax.training import runs
 
 _STEPS = flags.DEFINE_integer('steps', 150, 'Training steps of each run.')
 _DEVICES = flags.DEFINE_list('devices', ['1', '2', '4'], 'Device counts to compare.')
@@ -34,7 +36,7 @@ _OUTPUT = flags.DEFINE_string('output', 'device_count_drift.json', 'Where the JS
 
 
 def _train(num_devices: int, folder: str):
-  config = runs.load_config_file('configs/fashion_mnist_cnn.py')
+  config = config_files.load_config_file('configs/fashion_mnist_cnn.py')
   config.train.update(num_steps=_STEPS.value, checkpoint_every_steps=_STEPS.value)
   workdir = os.path.join(folder, f'devices{num_devices}')
   results = train.train_and_evaluate(config, workdir, devices=jax.devices()[:num_devices])

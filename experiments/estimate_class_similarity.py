@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from robust_jax.data import pipeline  # noqa: E402
-from robust_jax.runs import load_run  # noqa: E402
+from robust_jax.training.runs import load_run  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A trained ERM workdir.', required=True)
 _TEMPERATURE = flags.DEFINE_float('temperature', 1.0, 'Softmax temperature T.')

@@ -21,7 +21,7 @@ dense 256 -> ReLU -> dense 10 (cross-entropy):
 * input_conv: the first conv, (128, 28, 28, 1) * (3, 3, 1, 32) SAME: its input gradient (what
   every attack needs) as JAX's transpose rule emits it, a convolution with 1 output channel,
   against the same linear map written as image patches and a matmul, whose transpose is a
-  matmul and 9 shifted adds (`robust_jax/models/input_conv.py`).
+  matmul and 9 shifted adds (`robust_jax/kernels/input_conv.py`).
 * model: the whole loss forward+backward (parameter gradients) with either pool;
   precision: the same under each `jax.default_matmul_precision`; widths: other conv widths and
   hidden sizes.

@@ -18,7 +18,7 @@ Use it from your own JAX code, with any model (a function of a parameter pytree,
 
 Every method module (`rj.methods`) has two layers: pure functions with explicit keyword arguments
 (no configs, no registries, no model class), and above them the config adapters that the trainer
-builds from a config file (`robust_jax.objectives`, `robust_jax.train.train_and_evaluate`,
+builds from a config file (`robust_jax.objectives`, `robust_jax.training.loop.train_and_evaluate`,
 `python3 -m robust_jax.main`). Importing robust_jax does not import TensorFlow.
 """
 from robust_jax import attacks, data, losses, methods, models, objectives

@@ -31,10 +31,12 @@ import tempfile
 
 from absl import app, flags, logging
 
-from robust_jax import attacks, checkpointing, clean_accuracy, cli, config_schema, data, json_utils
-from robust_jax import robustness
+from robust_jax import attacks, cli, data, json_utils
+from robust_jax.config import schema as config_schema
 from robust_jax.data import pipeline
-from robust_jax.runs import load_run
+from robust_jax.evaluation import clean_accuracy, robustness
+from robust_jax.training import checkpointing
+from robust_jax.training.runs import load_run
 
 __all__ = ['checkpoint_location', 'evaluate_text', 'main', 'require_writable']
 

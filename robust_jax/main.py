@@ -5,7 +5,7 @@ r"""Trains one experiment config.
         [--config=configs/x.py:variant] [--allow_config_change]
 
 `--config=FILE[:VARIANT]` names the config; each `--config.KEY=VALUE` overrides one value of it
-(`robust_jax.config_overrides`): component switches such as `--config.adversary.name=pgd` first,
+(`robust_jax.config.overrides`): component switches such as `--config.adversary.name=pgd` first,
 with that component's defaults, then every other override, then the whole config is validated.
 Rerunning the same command resumes from the newest checkpoint in --workdir.
 
@@ -19,7 +19,10 @@ import sys
 
 from absl import app, flags, logging
 
-from robust_jax import cli, config_overrides, config_schema, runs, train
+from robust_jax import cli
+from robust_jax.config import files as config_files, overrides as config_overrides
+from robust_jax.config import schema as config_schema
+from robust_jax.training import loop as train
 
 __all__ = ['load_config', 'main']
 
@@ -34,7 +37,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def load_config(spec: str, overrides: list[str]):
   """The config file `spec` ('configs/x.py:variant') with `overrides` ('KEY=VALUE') applied."""
-  return config_overrides.apply_overrides(runs.load_config_file(spec), overrides)
+  return config_overrides.apply_overrides(config_files.load_config_file(spec), overrides)
 
 
 def main(argv, overrides: list[str]):

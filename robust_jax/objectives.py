@@ -24,8 +24,7 @@ from typing import Any
 import flax
 import jax
 
-from robust_jax import config_schema as cs
-from robust_jax import registry
+from robust_jax.config import registry, schema as cs
 from robust_jax.models import FeatureTransform, ModelFns, ModelState, Params
 
 __all__ = ['ADVERSARIES', 'Batch', 'FEATURE_MASKS', 'LOSSES', 'LossAux', 'LossFn', 'SECTIONS',
@@ -108,7 +107,7 @@ def require_float32_weights(config, what: str) -> None:
   and a perturbation spread over a whole tensor is about that step: on a 640→640 3×3
   convolution with PyTorch's default initialisation and a perturbation of norm 0.1 (AMP's ε on
   VGG-16), 26 % of the elements of bf16(θ + Δ) equal bf16(θ) and what the convolution sees,
-  bf16(θ + Δ) - bf16(θ), has cosine 0.95 with Δ (`tests/test_weight_perturbation_precision.py`;
+  bf16(θ + Δ) - bf16(θ), has cosine 0.95 with Δ (`tests/methods/test_weight_perturbation_precision.py`;
   a review measured 45 % and 0.79 on trained-like weights). Keeping Δ would take a second
   convolution per perturbed layer; robust_jax refuses the combination instead. `what` names the
   method.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from robust_jax.config_schema import ConfigError
+from robust_jax.config.schema import ConfigError
 
 __all__ = ['CUDA_INSTALL', 'DATA_AXIS', 'batch_sharded', 'check_batch', 'describe', 'device_facts',
            'make_mesh', 'maybe_initialize_distributed', 'replicated', 'require_accelerator',

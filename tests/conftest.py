@@ -25,7 +25,8 @@ def tiny_npz(tmp_path_factory):
 def finished_run(tiny_npz, tmp_path_factory, eight_devices):
   """(config, workdir) of a finished 1-epoch (8-step) run with checkpoints at steps 5 and 8 (one
   per test module; tests that change it use `run_copy`)."""
-  from robust_jax import checkpointing, train  # pylint: disable=g-import-not-at-top
+  from robust_jax.training import loop as train  # pylint: disable=g-import-not-at-top
+  from robust_jax.training import checkpointing
   config = helpers.tiny_config(tiny_npz, num_epochs=1)
   path = str(tmp_path_factory.mktemp('finished') / 'run')
   train.train_and_evaluate(config, path, devices=eight_devices[:1])

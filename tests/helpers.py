@@ -7,7 +7,9 @@ import zlib
 import jax.numpy as jnp
 import numpy as np
 
-from robust_jax import config_defaults
+from robust_jax.config import defaults as config_defaults
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 
 def linear_problem(num_classes: int, num_images: int = 16, seed: int = 0):

@@ -2,8 +2,9 @@
 import ast
 import os
 import re
+from tests.helpers import REPO_ROOT
 
-ROOT = os.path.join(os.path.dirname(__file__), '..')
+ROOT = REPO_ROOT
 DOC = os.path.join(ROOT, 'docs', 'bad_inputs.md')
 MINIMUM_ROWS = 100
 
@@ -31,8 +32,8 @@ def test_the_document_lists_at_least_100_bad_inputs_each_with_a_test():
   inputs = [bad_input for bad_input, _ in rows]
   assert len(set(inputs)) == len(inputs), [i for i in inputs if inputs.count(i) > 1]
   for bad_input, test in rows:
-    match = re.fullmatch(r'`(test_\w+\.py)::(test_\w+)`', test)
-    assert match, f'{bad_input}: the test column must be `test_FILE.py::test_NAME`, got {test}'
+    match = re.fullmatch(r'`((?:\w+/)?test_\w+\.py)::(test_\w+)`', test)
+    assert match, f'{bad_input}: the test column must be `[FOLDER/]test_FILE.py::test_NAME` (under tests/), got {test}'
     path = os.path.join(ROOT, 'tests', match[1])
     assert os.path.exists(path), f'{bad_input}: no file tests/{match[1]}'
     assert match[2] in _test_functions(path), f'{bad_input}: no test {match[2]} in {match[1]}'

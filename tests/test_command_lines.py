@@ -1,5 +1,5 @@
 """`robust_jax.main` and `robust_jax.evaluate` end every expected failure with one line and a
-non-zero exit (`robust_jax.cli`), read configs defensively (`runs.load_config_file`) and evaluate
+non-zero exit (`robust_jax.cli`), read configs defensively (`config_files.load_config_file`) and evaluate
 text runs and old checkpoints correctly (`runs.load_run`)."""
 import errno
 import json
@@ -12,10 +12,13 @@ import jax
 import numpy as np
 import pytest
 
-from robust_jax import cli, config_schema, errors, evaluate, runs, train, workdir as workdir_lib
+from robust_jax import cli, errors, evaluate
+from robust_jax.config import files as config_files, schema as config_schema
+from robust_jax.training import loop as train, runs, workdir as workdir_lib
 from tests import helpers
+from tests.helpers import REPO_ROOT
 
-ROOT = os.path.join(os.path.dirname(__file__), '..')
+ROOT = REPO_ROOT
 
 
 def _command(module, *args, env=None):
@@ -46,29 +49,29 @@ def _config_file(tmp_path, body: str) -> str:
 ])
 def test_a_bad_config_file_is_one_config_error(tmp_path, body, message):
   with pytest.raises(config_schema.ConfigError, match=message):
-    runs.load_config_file(_config_file(tmp_path, body))
+    config_files.load_config_file(_config_file(tmp_path, body))
 
 
 def test_a_missing_config_file_and_an_unknown_modifier_are_config_errors():
   with pytest.raises(config_schema.ConfigError, match="no such file 'configs/nope.py'"):
-    runs.load_config_file('configs/nope.py')
+    config_files.load_config_file('configs/nope.py')
   with pytest.raises(config_schema.ConfigError,
                      match="unknown modifier 'fast' after the variant; known: quick"):
-    runs.load_config_file(os.path.join(ROOT, 'configs/amp.py:fashion_mnist:fast'))
+    config_files.load_config_file(os.path.join(ROOT, 'configs/amp.py:fashion_mnist:fast'))
 
 
 @pytest.mark.parametrize('spec', ['configs/amp.py:quick', 'configs/mdl.py:fashion_mnist:quick',
                                   'configs/fashion_mnist_cnn.py:quick',
                                   'configs/text.py:offline_ag_news_gru_amp:quick'])
 def test_every_config_takes_the_quick_modifier(spec):
-  quick = runs.load_config_file(os.path.join(ROOT, spec))
-  full = runs.load_config_file(os.path.join(ROOT, spec.removesuffix(':quick')))
+  quick = config_files.load_config_file(os.path.join(ROOT, spec))
+  full = config_files.load_config_file(os.path.join(ROOT, spec.removesuffix(':quick')))
   assert quick.train.num_epochs == 1 and full.train.num_epochs > 1
   text = quick.dataset.name == 'ag_news'
-  assert quick.eval.num_examples == (runs.QUICK_TEXT_EVAL_EXAMPLES if text else 0)
+  assert quick.eval.num_examples == (config_files.QUICK_TEXT_EVAL_EXAMPLES if text else 0)
   for section in ('model', 'loss', 'adversary', 'weight_perturbation', 'dataset', 'optimizer'):
     assert quick[section] == full[section], section
-  assert runs.config_name(spec) == runs.config_name(spec.removesuffix(':quick')) + '_quick'
+  assert config_files.config_name(spec) == config_files.config_name(spec.removesuffix(':quick')) + '_quick'
 
 
 def test_cli_run_prints_one_line_for_expected_failures(capsys, monkeypatch):
@@ -224,14 +227,14 @@ def test_checkpoint_location_parses_only_step_folders(tmp_path):
 ])
 def test_any_failure_of_a_config_file_is_one_config_error(tmp_path, body, message):
   with pytest.raises(config_schema.ConfigError, match=message):
-    runs.load_config_file(_config_file(tmp_path, body))
+    config_files.load_config_file(_config_file(tmp_path, body))
 
 
 def test_a_config_path_that_is_a_folder_is_one_config_error(tmp_path):
   with pytest.raises(config_schema.ConfigError,
                      match=r"^--config=\S+: '\S+' is a folder, not a config file \(a config is a "
                      r'Python file, e.g. configs/erm.py\)$'):
-    runs.load_config_file(str(tmp_path))
+    config_files.load_config_file(str(tmp_path))
 
 
 def test_main_refuses_a_stray_positional_argument_in_one_line(tmp_path):

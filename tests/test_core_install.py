@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-from tests.test_preemption import REPO, subprocess_env, write_config_file
+from tests.training.test_preemption import REPO, subprocess_env, write_config_file
 
 BLOCKED_PREFIXES = ('tensorflow', 'torch')
 

@@ -9,11 +9,16 @@ import types
 import jax
 import pytest
 
-from robust_jax import config_defaults, config_overrides, runs, sharding, train, workdir
-from robust_jax.config_schema import ConfigError
-from tests import helpers, test_configs
+from robust_jax import sharding
+from robust_jax.config import defaults as config_defaults, files as config_files
+from robust_jax.config import overrides as config_overrides
+from robust_jax.config.schema import ConfigError
+from robust_jax.training import loop as train, workdir
+from tests import helpers
+from tests.config import test_configs
+from tests.helpers import REPO_ROOT
 
-ROOT = os.path.join(os.path.dirname(__file__), '..')
+ROOT = REPO_ROOT
 REFUSED = (
     'config.train.require_accelerator=True: this cifar10 preact_resnet18 config is paper-scale, '
     'but JAX sees only CPU devices; install the CUDA build with \'python3 -m pip install -c '
@@ -26,7 +31,7 @@ def _all_variants():
   for path in test_configs.CONFIG_FILES:
     for variant in test_configs._variants(path)[1]:  # pylint: disable=protected-access
       spec = os.path.relpath(f'{path}:{variant}' if variant else path, ROOT)
-      yield spec, runs.load_config_file(os.path.join(ROOT, spec))
+      yield spec, config_files.load_config_file(os.path.join(ROOT, spec))
 
 
 def test_the_tfds_recipes_but_mnist_require_an_accelerator_and_the_offline_ones_do_not():
@@ -42,7 +47,7 @@ def test_the_tfds_recipes_but_mnist_require_an_accelerator_and_the_offline_ones_
 
 
 def test_a_recipe_on_cpus_is_refused_in_one_line_before_anything_is_written(tmp_path):
-  config = runs.load_config_file(os.path.join(ROOT, 'configs/amp.py:cifar10_preact_resnet18'))
+  config = config_files.load_config_file(os.path.join(ROOT, 'configs/amp.py:cifar10_preact_resnet18'))
   with pytest.raises(ConfigError) as error:
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert str(error.value) == REFUSED
@@ -58,7 +63,7 @@ def test_the_override_the_message_names_trains_the_recipe_on_the_cpu(tmp_path, c
       ['main.py', '--config=configs/amp.py:cifar10_preact_resnet18', override,
        '--config.train.num_steps=1', '--config.train.batch_size=8', '--config.eval.batch_size=8'])
   config = config_overrides.apply_overrides(
-      runs.load_config_file(os.path.join(ROOT, 'configs/amp.py:cifar10_preact_resnet18')),
+      config_files.load_config_file(os.path.join(ROOT, 'configs/amp.py:cifar10_preact_resnet18')),
       overrides)
   config.model = helpers.tiny_config('').model
   with helpers.mock_tfds(16):

@@ -3,9 +3,10 @@ import importlib.util
 import os
 
 import pytest
+from tests.helpers import REPO_ROOT
 
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
-EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'examples', 'functional_api.py')
+EXAMPLE = os.path.join(REPO_ROOT, 'examples', 'functional_api.py')
 
 
 def _load_example():

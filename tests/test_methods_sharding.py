@@ -4,9 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from robust_jax import data, objectives, optim, sharding, train_state, train_step, validation
+from robust_jax import data, objectives, sharding
+from robust_jax.config import validation
 from robust_jax.data import pipeline
 from robust_jax.models import build_model
+from robust_jax.training import optim, state as train_state, step as train_step
 from tests import helpers
 
 

@@ -10,11 +10,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from robust_jax import (attacks, config_defaults, data, losses, objectives, optim, sharding,
-                        train_state, train_step, validation)
-from robust_jax.config_schema import ConfigError
+from robust_jax import attacks, data, losses, objectives, sharding
+from robust_jax.config import defaults as config_defaults, validation
+from robust_jax.config.schema import ConfigError
 from robust_jax.data import pipeline
 from robust_jax.models import MODELS, build_model
+from robust_jax.training import optim, state as train_state, step as train_step
 from tests import helpers
 from tests.test_methods_sharding import CONFIGS as METHOD_CONFIGS
 

@@ -10,9 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from robust_jax import train
+from robust_jax.training import loop as train
 from tests import helpers
-from tests.test_preemption import REPO, final_params, subprocess_env, train_command, \
+from tests.training.test_preemption import REPO, final_params, subprocess_env, train_command, \
     write_config_file
 
 TRAIN = dict(num_steps=6, log_every_steps=2, checkpoint_every_minutes=0.0)

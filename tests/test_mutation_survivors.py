@@ -11,13 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robust_jax import config_schema as cs
 from robust_jax import objectives
 from robust_jax.attacks import arguments, attack_losses, threat_model
+from robust_jax.config import schema as cs
+from robust_jax.config.files import load_config_file
 from robust_jax.methods import class_similarity, dropattack, lfm
-from robust_jax.runs import load_config_file
+from tests.helpers import REPO_ROOT
 
-_CONFIGS = os.path.join(os.path.dirname(__file__), '..', 'configs')
+_CONFIGS = os.path.join(REPO_ROOT, 'configs')
 
 
 @pytest.mark.parametrize('logits_shape', [(5, 3), (4, 2, 3)])

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from robust_jax.inner_loop import inner_loop
-from robust_jax.models import cnn, input_conv, pooling, vgg
+from robust_jax.kernels import input_conv, pooling
+from robust_jax.kernels.inner_loop import inner_loop
+from robust_jax.models import cnn, vgg
 
 # `lax.platform_dependent` lowers to single-branch `case`s on a constant index, which XLA inlines;
 # their returns and index constants, and the zero-filled placeholders for the saved values of the

@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from robust_jax import attacks, data, objectives, sharding, train, train_state, train_step
+from robust_jax import attacks, data, objectives, sharding
 from robust_jax.data import pipeline
 from robust_jax.models import build_model
+from robust_jax.training import loop as train, state as train_state, step as train_step
 from tests import helpers
 
 SPEC = data.SPECS['fashion_mnist']

@@ -6,10 +6,11 @@ import shlex
 
 import pytest
 
-from robust_jax import config_overrides, validation
-from robust_jax.runs import load_config_file
+from robust_jax.config import overrides as config_overrides, validation
+from robust_jax.config.files import load_config_file
+from tests.helpers import REPO_ROOT
 
-ROOT = os.path.join(os.path.dirname(__file__), '..')
+ROOT = REPO_ROOT
 with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as _f:
   README = _f.read()
 

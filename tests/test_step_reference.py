@@ -1,6 +1,6 @@
 """robust_jax's train step against an independent hand-written step, for every objective.
 
-The reference (`experiments/reference_steps.py`) is written without robust_jax's objectives, losses,
+The reference (`tests/oracles/reference_steps.py`) is written without robust_jax's objectives, losses,
 attacks or registries, and follows the library's documented randomness contract, so both must give
 the same numbers, step for step: the loss, the gradient, the new batch-norm statistics, the
 parameters and the optimizer state, over two full train steps (augmentation, per-step keys,
@@ -15,11 +15,13 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import reference_steps
-from robust_jax import data, objectives, optim, sharding, train_state, train_step, validation
+from robust_jax import data, objectives, sharding
+from robust_jax.config import validation
 from robust_jax.data import pipeline
 from robust_jax.models import MODELS, build_model
+from robust_jax.training import optim, state as train_state, step as train_step
 from tests import helpers
+from tests.oracles import reference_steps
 
 SPEC = data.SPECS['fashion_mnist']
 STEP_KEY = jax.random.key(1)

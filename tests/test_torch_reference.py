@@ -1,4 +1,4 @@
-"""The PyTorch twins (experiments/torch_reference.py) are robust_jax's models and objectives.
+"""The PyTorch twins (tests/oracles/torch_reference.py) are robust_jax's models and objectives.
 
 With robust_jax's weights copied in, the twin gives the same logits and batch-norm statistics, and
 one train step gives the same loss, the same new parameters and the same running statistics as
@@ -12,13 +12,16 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
-from experiments import torch_reference  # noqa: E402
-from robust_jax import config_overrides, data, objectives, optim, sharding, train_step  # noqa: E402
-from robust_jax import train_state  # noqa: E402
+from tests.oracles import torch_reference  # noqa: E402
+from robust_jax import data, objectives, sharding  # noqa: E402
+from robust_jax.training import step as train_step  # noqa: E402
+from robust_jax.config import overrides as config_overrides
+from robust_jax.training import optim
+from robust_jax.training import state as train_state  # noqa: E402
 from robust_jax.data import pipeline  # noqa: E402
 from robust_jax.models import build_model  # noqa: E402
 from robust_jax.models.preact_resnet import PreActResNet18  # noqa: E402
-from robust_jax.runs import load_config_file  # noqa: E402
+from robust_jax.config.files import load_config_file  # noqa: E402
 from tests import helpers  # noqa: E402
 
 SPEC = data.SPECS['fashion_mnist']

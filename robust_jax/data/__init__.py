@@ -15,14 +15,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from robust_jax import config_schema as cs
-from robust_jax.data import autoaugment, pipeline
-from robust_jax.data import text
+from robust_jax.config import schema as cs
+from robust_jax.data import autoaugment, pipeline, text
 from robust_jax.data.arrays import DatasetError, Split, Splits
 from robust_jax.data.csv_source import file_sha256, read_csv_split
 from robust_jax.data.idx import load_idx_folder
 from robust_jax.data.npz import load_npz
-from robust_jax.data.specs import SPECS, DatasetSpec
+from robust_jax.data.specs import DatasetSpec, SPECS
 from robust_jax.data.tfds_source import load_tfds
 from robust_jax.data.tfds_text_source import load_tfds_text, tfds_version
 
@@ -41,7 +40,7 @@ SCHEMA: cs.Schema = {
     'crop_padding': cs.integer(0, 16),
     'crop_fill': cs.integer(0, 255),  # uint8 value of the crop's padding (AMP reference: 128)
     'autoaugment': cs.one_of('none', *autoaugment.POLICIES),
-    # side of the Cutout square, 0 = off; else 2 to the image side (robust_jax.validation)
+    # side of the Cutout square, 0 = off; else 2 to the image side (robust_jax.config.validation)
     'cutout_length': cs.integer(0),
     # Text only (module docstring):
     'max_length': cs.integer(1),  # tokens per example, padded or cut (the notebooks: 256)

@@ -18,7 +18,7 @@ the reference, kept). Out-of-image pixels of the geometric ops take the referenc
 Each op takes one uint8 RGB image (H, W, 3) and a float32 argument and follows Pillow 13's
 arithmetic: float32 blends truncated to uint8 (`_blend`), integer histograms (equalize), the
 float64 truncation of autocontrast, 16.16 fixed point for rotate's nearest affine. On 32×32 images
-at every level all ops but shear match Pillow bit for bit (tests/test_augmentation.py; rotate's
+at every level all ops but shear match Pillow bit for bit (tests/data/test_augmentation.py; rotate's
 fixed-point coefficients come from float32 trigonometry and may be 2^-16 off Pillow's, which moved
 no pixel there). Shear uses Pillow's bicubic (a = −1) in float32 where Pillow uses float64, so under
 1 % of pixels differ: by one grey level where the cubic lands on an integer, and by more where a

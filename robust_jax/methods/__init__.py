@@ -15,16 +15,8 @@ Importing this package registers every adapter in `robust_jax.objectives`; the p
 nothing of configs or registries. `loss_calls` documents how functions that call a user's loss
 several times (AMP, DropAttack) call it: `has_aux` as in `jax.grad`, and an optional `state`.
 """
-from robust_jax.methods import adversarial_training
-from robust_jax.methods import amp
-from robust_jax.methods import class_similarity
-from robust_jax.methods import dropattack
-from robust_jax.methods import embedding_adversary
-from robust_jax.methods import erm
-from robust_jax.methods import lfm
-from robust_jax.methods import loss_calls
-from robust_jax.methods import mdl
-from robust_jax.methods import trades
+from robust_jax.methods import adversarial_training, amp, class_similarity, dropattack
+from robust_jax.methods import embedding_adversary, erm, lfm, loss_calls, mdl, trades
 
 __all__ = ['adversarial_training', 'amp', 'class_similarity', 'dropattack', 'embedding_adversary',
            'erm', 'lfm', 'loss_calls', 'mdl', 'trades']

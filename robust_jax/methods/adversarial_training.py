@@ -29,7 +29,7 @@ from collections.abc import Callable
 import jax
 
 from robust_jax import arguments, attacks
-from robust_jax import config_schema as cs
+from robust_jax.config import schema as cs
 from robust_jax.data.specs import SPECS
 from robust_jax.models import ModelFns, ModelState, Params
 from robust_jax.objectives import ADVERSARIES, LossFn

@@ -10,7 +10,7 @@ the gradient of every inner step by global norm (the official code clips at 50 i
 the outer clip is `config.optimizer.grad_clip_norm`. `update_bn_on_inner_passes`: the official code
 runs every pass in training mode, so batch-norm running statistics are updated by the inner passes
 as well (True); False keeps only the outer pass's update. The loss logged is L(θ + Δ).
-The inner loop is `robust_jax.inner_loop` (a `fori_loop`, unrolled on CPU); the outer gradient
+The inner loop is `robust_jax.kernels.inner_loop` (a `fori_loop`, unrolled on CPU); the outer gradient
 comes from the train step differentiating L(θ + stop_gradient(Δ)). Cost: N + 1 forward-backward
 passes.
 
@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import optax
 
 from robust_jax import arguments
-from robust_jax import config_schema as cs
-from robust_jax.inner_loop import inner_loop
+from robust_jax.config import schema as cs
+from robust_jax.kernels.inner_loop import inner_loop
 from robust_jax.methods.loss_calls import with_aux_and_state
-from robust_jax.objectives import WEIGHT_PERTURBATIONS, LossFn, require_float32_weights
+from robust_jax.objectives import LossFn, WEIGHT_PERTURBATIONS, require_float32_weights
 
 __all__ = ['BALLS', 'DEFAULTS', 'Perturbation', 'SCHEMA', 'amp', 'perturbation', 'project']
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robust_jax import arguments
-from robust_jax import config_schema as cs
+from robust_jax.config import schema as cs
 from robust_jax.objectives import TARGETS, TargetsFn
 
 __all__ = ['SCHEMA', 'class_similarity_targets', 'load_similarity', 'similarity_targets_matrix',

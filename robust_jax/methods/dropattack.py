@@ -24,7 +24,7 @@ tensor is the first layer's forward input-to-hidden kernel, 'forward_0/input_ker
 
 Cost: 1 + 2K forward-backward passes; each pass's single backward gives both the input and the
 weight gradient, and the total gradient is assembled from them (`objectives.loss_with_gradient`).
-The K steps run in `robust_jax.inner_loop` (a `fori_loop`, unrolled on CPU).
+The K steps run in `robust_jax.kernels.inner_loop` (a `fori_loop`, unrolled on CPU).
 
 Two layers. `gradient` is a pure function of any `loss_fn(params, inputs, key) -> loss` and a
 (nested) dict of parameters; it returns L and ∇_θ L for any optimizer:
@@ -47,11 +47,11 @@ import numpy as np
 from flax import traverse_util
 
 from robust_jax import arguments, random_utils
-from robust_jax import config_schema as cs
+from robust_jax.config import schema as cs
 from robust_jax.data.specs import SPECS
-from robust_jax.inner_loop import inner_loop
+from robust_jax.kernels.inner_loop import inner_loop
 from robust_jax.methods.loss_calls import with_aux_and_state
-from robust_jax.objectives import WEIGHT_PERTURBATIONS, LossFn, loss_with_gradient
+from robust_jax.objectives import LossFn, WEIGHT_PERTURBATIONS, loss_with_gradient
 from robust_jax.objectives import require_float32_weights
 
 __all__ = ['DEFAULTS', 'DropAttackGradient', 'EMBEDDING_DEFAULTS', 'EMBEDDING_SCHEMA',

@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 
 from robust_jax import arguments
-from robust_jax import config_schema as cs
 from robust_jax.attacks import threat_model
+from robust_jax.config import schema as cs
 from robust_jax.data.specs import SPECS
 from robust_jax.models import ModelFns, PerturbedTokens, TextClassifier
 from robust_jax.objectives import ADVERSARIES, LossFn

@@ -16,8 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from robust_jax import config_schema as cs
 from robust_jax import losses
+from robust_jax.config import schema as cs
 from robust_jax.models import ModelFns
 from robust_jax.objectives import (ADVERSARIES, FEATURE_MASKS, LOSSES, TARGETS,
                                    WEIGHT_PERTURBATIONS, LossAux, LossFn, TargetsFn)

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robust_jax import arguments, random_utils
-from robust_jax import config_schema as cs
+from robust_jax.config import schema as cs
 from robust_jax.models import FeatureTransform
 from robust_jax.objectives import FEATURE_MASKS
 

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from robust_jax import arguments, losses
-from robust_jax import config_schema as cs
+from robust_jax.config import schema as cs
 from robust_jax.models import ModelFns
 from robust_jax.objectives import LOSSES, LossAux, LossFn, TargetsFn
 

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from robust_jax import arguments, attacks, losses
-from robust_jax import config_schema as cs
+from robust_jax.config import schema as cs
 from robust_jax.data.specs import SPECS
 from robust_jax.methods.adversarial_training import MODEL_MODES, attack_logits_fn
 from robust_jax.models import ModelFns

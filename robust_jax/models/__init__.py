@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from robust_jax import config_schema as cs
+from robust_jax.config import schema as cs
 from robust_jax.data.specs import DatasetSpec
 from robust_jax.models import preact_resnet
 from robust_jax.models.base import Classifier, FeatureTransform
@@ -13,9 +13,9 @@ from robust_jax.models.model_fns import ModelFns, ModelState, Params
 from robust_jax.models.preact_resnet import PreActResNet18
 from robust_jax.models.text_models import (PerturbedTokens, RecurrentClassifier, TextClassifier,
                                            TextCNN)
+from robust_jax.config.registry import Registry
 from robust_jax.models.vgg import VGG16
 from robust_jax.models.wide_resnet import WideResNet
-from robust_jax.registry import Registry
 
 MODELS: Registry = Registry('model')
 # `config.train.compute_dtype`: what convolutions and hidden matmuls compute in (`base.Classifier`).

@@ -22,7 +22,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from robust_jax.models import input_conv, pooling
+from robust_jax.kernels import input_conv, pooling
 from robust_jax.models.base import Classifier
 
 __all__ = ['CNN']

@@ -19,7 +19,8 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from robust_jax.models import pooling, torch_init
+from robust_jax.kernels import pooling
+from robust_jax.models import torch_init
 from robust_jax.models.base import Classifier
 
 __all__ = ['VGG16', 'VGG16_BLOCKS']

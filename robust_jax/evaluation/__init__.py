@@ -1,0 +1,1 @@
+"""Evaluation of a trained model: clean accuracy and the robustness evaluation."""

@@ -1,0 +1,1 @@
+"""Independent implementations that tests compare robust_jax against (plain JAX, PyTorch)."""

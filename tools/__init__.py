@@ -1,0 +1,1 @@
+"""Developer tools: the docs build, constraints renewal, wheels for offline hosts, the accelerator check, mutation testing."""
