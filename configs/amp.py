@@ -42,16 +42,18 @@ PUBLISHED_TEST_ERROR = {
 }
 
 
-def amp_section(epsilon: float, inner_lr: float, inner_grad_clip: float = 50.0) -> dict:
-  return dict(name='amp', epsilon=epsilon, inner_lr=inner_lr, inner_steps=1, ball='per_tensor',
-              inner_grad_clip=inner_grad_clip, update_bn_on_inner_passes=True)
+def amp_section(epsilon: float, inner_lr: float) -> dict:
+  """The registered AMP section with the table row's (ε, ζ) and the official trainer's inner
+  gradient clipping at 50."""
+  return config_defaults.registered('weight_perturbation', 'amp', epsilon=epsilon,
+                                    inner_lr=inner_lr, inner_grad_clip=50.0)
 
 
 def get_config(arg=None):
   variant = config_defaults.parse_variant(arg, VARIANTS, 'fashion_mnist')
   if variant == 'fashion_mnist':
     config = config_defaults.default_config()
-    config.weight_perturbation = amp_section(0.1, 1.0, inner_grad_clip=0.0)
+    config.weight_perturbation = config_defaults.registered('weight_perturbation', 'amp')
     return config
   dataset, model, augmentation = config_defaults.amp_table_variant(variant)
   config = config_defaults.amp_recipe(dataset, model, augmentation)

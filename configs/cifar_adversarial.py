@@ -18,12 +18,14 @@ EPSILON, STEP = 8 / 255, 2 / 255
 def get_config(arg=None):
   dataset, method = config_defaults.parse_variant(arg, VARIANTS, 'cifar10_pgd').split('_')
   config = config_defaults.cifar_config(dataset, 'preact_resnet18')
-  common = dict(epsilon=EPSILON, norm='linf', model_mode='train')
+  # The registered sections (L∞, random start, 10 steps, TRADES β = 6 and eval mode) with this
+  # recipe's ε and step; the adversaries of PGD-AT and FGSM-AT attack in train mode.
   if method == 'pgd':
-    config.adversary = dict(name='pgd', step_size=STEP, num_steps=10, random_start=True, **common)
+    config.adversary = config_defaults.registered('adversary', 'pgd', epsilon=EPSILON,
+                                                  step_size=STEP, model_mode='train')
   elif method == 'fgsm':
-    config.adversary = dict(name='fgsm', step_size=1.25 * EPSILON, random_start=True, **common)
+    config.adversary = config_defaults.registered('adversary', 'fgsm', epsilon=EPSILON,
+                                                  step_size=1.25 * EPSILON, model_mode='train')
   else:
-    config.loss = dict(name='trades', beta=6.0, step_size=STEP, num_steps=10,
-                       **dict(common, model_mode='eval'))
+    config.loss = config_defaults.registered('loss', 'trades', epsilon=EPSILON, step_size=STEP)
   return config

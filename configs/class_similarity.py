@@ -26,10 +26,7 @@ def get_config(arg=None):
   else:
     config = config_defaults.cifar_config(variant, 'preact_resnet18')
     matrix = ''  # set --config.targets.matrix_path
-  config.targets = dict(name='class_similarity', matrix_path=matrix, alpha=0.1)
-  if variant.endswith('_dropattack'):
-    config.weight_perturbation = dict(
-        name='dropattack', attack_probability=0.5, num_steps=1, attack_input=True,
-        input_epsilon=1.0, input_norm='per_example', attack_weights=True,
-        weight_paths=('Conv_0/kernel',), weight_epsilon=0.05, weight_epsilon_relative=True)
+  config.targets = config_defaults.registered('targets', 'class_similarity', matrix_path=matrix)
+  if variant.endswith('_dropattack'):  # as configs/dropattack.py
+    config.weight_perturbation = config_defaults.registered('weight_perturbation', 'dropattack')
   return config

@@ -21,8 +21,5 @@ def get_config(arg=None):
     config = config_defaults.default_config()
   else:
     config = config_defaults.cifar_config(variant, 'preact_resnet18')
-  config.weight_perturbation = dict(
-      name='dropattack', attack_probability=0.5, num_steps=1, attack_input=True,
-      input_epsilon=1.0, input_norm='per_example', attack_weights=True,
-      weight_paths=('Conv_0/kernel',), weight_epsilon=0.05, weight_epsilon_relative=True)
+  config.weight_perturbation = config_defaults.registered('weight_perturbation', 'dropattack')
   return config

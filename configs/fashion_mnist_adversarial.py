@@ -9,20 +9,17 @@ Expected (PGD-AT, 3 epochs, 2 CPU cores, ~25 min): see the table in README.md.
 """
 from robust_jax.config import defaults as config_defaults
 
-EPSILON = 0.1
 VARIANTS = ('pgd', 'fgsm', 'trades')
 
 
 def get_config(arg=None):
   arg = config_defaults.parse_variant(arg, VARIANTS, 'pgd')
   config = config_defaults.default_config()
-  common = dict(epsilon=EPSILON, norm='linf', model_mode='eval')
-  if arg == 'pgd':
-    config.adversary = dict(name='pgd', step_size=0.025, num_steps=10, random_start=True,
-                            **common)
-  elif arg == 'fgsm':
-    config.adversary = dict(name='fgsm', step_size=1.25 * EPSILON, random_start=True, **common)
+  # This recipe is the registered defaults of each method (robust_jax/methods/), so that
+  # `--config.adversary.name=pgd` on any config gives it.
+  if arg == 'trades':
+    config.loss = config_defaults.registered('loss', 'trades')
   else:
-    config.loss = dict(name='trades', beta=6.0, step_size=0.025, num_steps=10, **common)
+    config.adversary = config_defaults.registered('adversary', arg)
   config.robustness.epsilons = ('0', '0.05', '0.1', '0.2')
   return config

@@ -14,23 +14,17 @@ VARIANTS = ('fashion_mnist', 'fashion_mnist_amp', 'fashion_mnist_official_code',
             'cifar100')
 
 
-def lfm_section(site: str, mode: str = 'paper') -> dict:
-  return dict(name='lfm', sites=(site,), probability=0.15, channel_fraction=0.5,
-              area_range=(0.02, 0.4), aspect_range=(0.3, 1 / 0.3), fill='uniform', mode=mode,
-              official_code_samples=8)
-
-
 def get_config(arg=None):
   variant = config_defaults.parse_variant(arg, VARIANTS, 'fashion_mnist')
   if variant.startswith('fashion_mnist'):
     config = config_defaults.default_config()
-    mode = 'official_code' if variant.endswith('official_code') else 'paper'
-    config.feature_mask = lfm_section('conv1', mode)
-    if variant.endswith('_amp'):
-      config.weight_perturbation = dict(name='amp', epsilon=0.1, inner_lr=1.0, inner_steps=1,
-                                        ball='per_tensor', inner_grad_clip=0.0,
-                                        update_bn_on_inner_passes=True)
+    # The registered LFM section is the paper's settings after the CNN's first conv, 'conv1'.
+    config.feature_mask = config_defaults.registered('feature_mask', 'lfm')
+    if variant.endswith('official_code'):
+      config.feature_mask.mode = 'official_code'
+    if variant.endswith('_amp'):  # as configs/amp.py:fashion_mnist
+      config.weight_perturbation = config_defaults.registered('weight_perturbation', 'amp')
     return config
   config = config_defaults.cifar_config(variant, 'preact_resnet18')
-  config.feature_mask = lfm_section('stem')
+  config.feature_mask = config_defaults.registered('feature_mask', 'lfm', sites=('stem',))
   return config

@@ -20,13 +20,12 @@ def get_config(arg=None):
   if dataset == 'fashion_mnist':
     config = config_defaults.default_config()
     config.model.update(dropout_rate=0.5, dropout_sites=('classifier',))
-    epsilon, step_size = 0.1, 0.025
+    pgd = {}  # the registered PGD section: ε = 0.1, step 0.025
   else:
     config = config_defaults.cifar_config(dataset, 'preact_resnet18', dropout_rate=0.3,
                                           dropout_sites=('classifier',))
-    epsilon, step_size = 8 / 255, 2 / 255
-  config.loss = dict(name='mdl', num_subnetworks=2, orthogonality_weight=1.0)
+    pgd = dict(epsilon=8 / 255, step_size=2 / 255)
+  config.loss = config_defaults.registered('loss', 'mdl')
   if variant.endswith('_pgd'):
-    config.adversary = dict(name='pgd', epsilon=epsilon, step_size=step_size, num_steps=10,
-                            norm='linf', random_start=True, model_mode='eval')
+    config.adversary = config_defaults.registered('adversary', 'pgd', **pgd)
   return config

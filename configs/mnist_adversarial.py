@@ -21,14 +21,16 @@ def get_config(arg=None):
   config.dataset.update(name='mnist', source='tfds', path='')
   config.model = config_defaults.cnn_model()
   config.train.num_epochs = 10
-  common = dict(epsilon=EPSILON, norm='linf', model_mode='eval')
+  # The registered sections (L∞, random start, eval mode, TRADES β = 6) with MNIST's ε and steps.
   if variant == 'pgd':
-    config.adversary = dict(name='pgd', step_size=0.01, num_steps=40, random_start=True,
-                            **common)
+    config.adversary = config_defaults.registered('adversary', 'pgd', epsilon=EPSILON,
+                                                  step_size=0.01, num_steps=40)
   elif variant == 'fgsm':
-    config.adversary = dict(name='fgsm', step_size=1.25 * EPSILON, random_start=True, **common)
+    config.adversary = config_defaults.registered('adversary', 'fgsm', epsilon=EPSILON,
+                                                  step_size=1.25 * EPSILON)
   else:
-    config.loss = dict(name='trades', beta=6.0, step_size=0.01, num_steps=40, **common)
+    config.loss = config_defaults.registered('loss', 'trades', epsilon=EPSILON, step_size=0.01,
+                                             num_steps=40)
   config.robustness.update(epsilons=('0', '0.1', '0.2', '0.3'), pgd_steps=40,
                            pgd_relative_step_size=0.1, large_epsilon='0.6')
   return config

@@ -41,26 +41,16 @@ VARIANTS = (tuple(f'ag_news_gru_{m}' for m in ('erm', 'dropattack', 'fgm'))
             + ('imdb_lstm_erm', 'imdb_lstm_dropattack', 'imdb_textcnn_erm', 'imdb_textcnn_amp')
             + tuple(f'offline_ag_news_gru_{m}' for m in OFFLINE_METHODS))
 
-_RECURRENT = dict(dropout_rate=0.0, dropout_sites=(), embedding_size=300, hidden_size=300)
-MODELS = {
-    'gru': dict(name='gru', num_layers=2, bidirectional=True, **_RECURRENT),
-    'lstm': dict(name='lstm', num_layers=1, bidirectional=False, **_RECURRENT),
-    'textcnn': dict(name='textcnn', dropout_rate=0.5, dropout_sites=('features',),
-                    embedding_size=300, filter_widths=(3, 4, 5), num_filters=100),
-}
-
-
-def dropattack_section(attack_probability: float, num_steps: int) -> dict:
-  """DropAttack-K as the notebooks: ε = 5 on the embedding table and on weight_ih_l0."""
-  return dict(name='dropattack_embedding', attack_probability=attack_probability,
-              num_steps=num_steps, attack_input=True, input_paths=('embedding/embedding',),
-              input_epsilon=5.0, attack_weights=True, weight_paths=('forward_0/input_kernel',),
-              weight_epsilon=5.0, weight_epsilon_relative=False)
-
-
-AMP_SECTION = dict(name='amp', epsilon=1.0, inner_lr=0.1, inner_steps=1, ball='per_tensor',
-                   inner_grad_clip=50.0, update_bn_on_inner_passes=True)
-FGM_SECTION = dict(name='embedding_fgm', epsilon=5.0, include_clean=True)
+# The models' registered sections are the papers' sizes (robust_jax/models/__init__.py).
+MODELS = {name: config_defaults.registered('model', name) for name in ('gru', 'lstm', 'textcnn')}
+# DropAttack-K's registered section is the AG News notebook's (ε = 5 on the embedding table and
+# on weight_ih_l0, p = 0.7, K = 1); IMDB's differs in p and K.
+DROPATTACK = {'ag_news': config_defaults.registered('weight_perturbation', 'dropattack_embedding'),
+              'imdb': config_defaults.registered('weight_perturbation', 'dropattack_embedding',
+                                                 attack_probability=0.5, num_steps=3)}
+AMP_SECTION = config_defaults.registered('weight_perturbation', 'amp', epsilon=1.0, inner_lr=0.1,
+                                         inner_grad_clip=50.0)
+FGM_SECTION = config_defaults.registered('adversary', 'embedding_fgm')
 
 
 def get_config(arg=None):
@@ -81,8 +71,7 @@ def get_config(arg=None):
     config.train.batch_size = 50
     config.optimizer.grad_clip_norm = 50.0
   if method == 'dropattack':
-    config.weight_perturbation = (dropattack_section(0.7, 1) if dataset == 'ag_news'
-                                  else dropattack_section(0.5, 3))
+    config.weight_perturbation = dict(DROPATTACK[dataset])
   elif method == 'amp':
     config.weight_perturbation = dict(AMP_SECTION)
   elif method == 'fgm':

@@ -6,7 +6,8 @@
 #   bash tools/build_docs.sh [OUTPUT_DIR]          # default docs/api; open OUTPUT_DIR/index.html
 #
 # `robust_jax` is the library its `__all__` lists (attacks, losses, the methods' pure functions,
-# models, data, objectives); the trainer's modules follow it. robust_jax.main and
+# models, data, objectives); the trainer's modules and packages (config, training, evaluation,
+# kernels) follow it. robust_jax.main and
 # robust_jax.evaluate, the command lines, are left out: both define the absl flag --workdir, so one
 # process cannot import both (their usage is in README.md and `--help`).
 set -euo pipefail
@@ -15,6 +16,7 @@ output="${1:-docs/api}"
 modules=$(python3 -c '
 import glob, os, robust_jax
 names = sorted(os.path.basename(f)[:-3] for f in glob.glob("robust_jax/*.py"))
+names += sorted(os.path.basename(os.path.dirname(f)) for f in glob.glob("robust_jax/*/__init__.py"))
 skip = {"__init__", "main", "evaluate", *robust_jax.__all__}
 print(" ".join("robust_jax." + n for n in names if n not in skip))')
 log=$(mktemp)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Downloads into wheels/ what an offline accelerator host with only jax/flax/optax/orbax/numpy
-# (and maybe torch) lacks for tools/accelerator_check.sh: robust_jax's remaining core
+# (and maybe torch) lacks for tools/accelerator_check.py: robust_jax's remaining core
 # packages and the test runner. Run it on a machine with registry access, then copy wheels/ along
 # with the repository; the check installs from it with `pip install --no-index` only what is
 # missing there.

@@ -48,7 +48,6 @@ __all__ = ['APGD_LOSSES', 'APGD_STARTS', 'apgd', 'apgd_targeted', 'checkpoint_sc
 
 APGD_LOSSES = ('ce', 'margin', 'dlr')
 APGD_STARTS = ('sphere', 'ball')
-_TINY = 1e-12
 
 
 def checkpoint_schedule(num_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +77,8 @@ def start_point(key: jax.Array, images: jax.Array, epsilon, norm: str,
     size = jnp.max(jnp.abs(u), axis=axes, keepdims=True)
   else:
     u = jax.random.normal(key, images.shape)
-    size = jnp.sqrt(jnp.sum(u * u, axis=axes, keepdims=True))
-  return jnp.clip(images + epsilon * u / (size + _TINY), 0.0, 1.0)
+    size = threat_model.per_example_l2(u)
+  return jnp.clip(images + epsilon * u / (size + threat_model.TINY), 0.0, 1.0)
 
 
 def _check_common(logits_fn, images, labels, key, *, epsilon, num_steps, norm, loss, targeted,

@@ -27,6 +27,15 @@ batches. Each attack's output is projected onto B_ε(x) ∩ [0, 1] and kept only
 then misclassifies it (for 'rand': one fresh draw of the model, as the reference). Random draws
 depend on the chunking (`batch_size`, the device count), as the reference's depend on its `bs`.
 
+Deliberate differences from the reference, each kept on purpose and documented where it lives:
+(1) APGD's first checkpoint counts its loss increases against the starting loss (`apgd`; the
+reference compares the first step with an unset zero); (2) every attack's output is projected back
+onto B_ε(x) ∩ [0, 1] before it is counted, so a point outside the threat model by float rounding
+never counts as an adversarial example; (3) random draws are keyed per attack k, per chunk c
+(`fold_in(fold_in(key, k), c)`), inside APGD-T per target class (`fold_in(key, rank)`) and inside
+FAB per run (target class × restart), where the reference draws everything from one torch
+generator: results agree in distribution, not draw for draw.
+
 Time: each attack's seconds (wall time, compilation included) are in `SequenceResult.seconds`
 (`autoattack_sequence`); `robust_jax.evaluate --preset=autoattack` reports them.
 """

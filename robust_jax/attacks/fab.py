@@ -31,12 +31,12 @@ import jax.numpy as jnp
 
 from robust_jax.attacks import arguments, attack_losses, threat_model
 from robust_jax.attacks.pgd import LogitsFn
+from robust_jax.attacks.threat_model import TINY
 
 __all__ = ['fab', 'project_onto_hyperplane']
 
 # Radius of the random restarts without `epsilon`: the reference's DEFAULT_EPS_DICT_BY_NORM.
 _RESTART_RADIUS = {'linf': 0.3, 'l2': 1.0}
-_TINY = 1e-12
 
 
 def _norm(vectors: jax.Array, norm: str) -> jax.Array:
@@ -60,7 +60,7 @@ def _threshold_level(weights: jax.Array, thresholds: jax.Array, target: jax.Arra
   at_kinks = below_vq[:, 1:] + q * (total_v - below_v[:, 1:])  # the sum at λ = q_k
   k = jnp.sum(at_kinks < target[:, None], -1)
   at_k = lambda a: jnp.take_along_axis(a, k[:, None], -1)[:, 0]
-  level = (target - at_k(below_vq)) / jnp.maximum(total_v[:, 0] - at_k(below_v), _TINY)
+  level = (target - at_k(below_vq)) / jnp.maximum(total_v[:, 0] - at_k(below_v), TINY)
   return jnp.where(k == q.shape[-1], jnp.inf, level)
 
 
@@ -114,7 +114,7 @@ def _run(logits_fn, images, labels, classes, start, *, norm, num_steps, alpha_ma
     values, gradients = _boundary_terms(logits_fn, x1.reshape(shape), labels, classes)
     dual = (jnp.sum(jnp.abs(gradients), -1) if norm == 'linf'
             else jnp.linalg.norm(gradients, axis=-1))
-    nearest = jnp.argmin(jnp.where(is_label, jnp.inf, jnp.abs(values) / (dual + _TINY)), -1)
+    nearest = jnp.argmin(jnp.where(is_label, jnp.inf, jnp.abs(values) / (dual + TINY)), -1)
     w = jnp.take_along_axis(gradients, nearest[:, None, None], 1)[:, 0]
     f = jnp.take_along_axis(values, nearest[:, None], 1)[:, 0]
     step = project_onto_hyperplane(x1, w, f, norm)
@@ -134,13 +134,18 @@ def _run(logits_fn, images, labels, classes, start, *, norm, num_steps, alpha_ma
 
 
 def _random_start(key: jax.Array, images: jax.Array, radius, norm: str) -> jax.Array:
-  """x + (radius / 2) u / ‖u‖, u ~ U[-1, 1]^d (L∞) or N(0, I) (L2), clipped to [0, 1]."""
+  """x + (radius / 2) u / ‖u‖, u ~ U[-1, 1]^d (L∞) or N(0, I) (L2), clipped to [0, 1].
+
+  APGD's sphere start (`apgd.start_point`) but for two details kept apart on purpose: u has the
+  images' dtype, and ‖u‖_2 is `_norm` of the flattened u, whose reduction differs in the last bit
+  from `threat_model.per_example_l2` (e.g. 6e-8 on 4×8×8×3 float32), so sharing would move results.
+  """
   if norm == 'linf':
     u = jax.random.uniform(key, images.shape, images.dtype, minval=-1.0, maxval=1.0)
   else:
     u = jax.random.normal(key, images.shape, images.dtype)
   size = _norm(u.reshape(images.shape[0], -1), norm).reshape((-1,) + (1,) * (images.ndim - 1))
-  return jnp.clip(images + 0.5 * radius * u / (size + _TINY), 0.0, 1.0)
+  return jnp.clip(images + 0.5 * radius * u / (size + TINY), 0.0, 1.0)
 
 
 def _check(logits_fn, images, labels, key, *, epsilon, norm, num_steps, restarts, alpha_max, eta,

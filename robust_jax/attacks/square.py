@@ -42,11 +42,11 @@ import numpy as np
 
 from robust_jax.attacks import arguments, attack_losses, threat_model
 from robust_jax.attacks.pgd import LogitsFn
+from robust_jax.attacks.threat_model import TINY, per_example_l2
 
 __all__ = ['P_BREAKPOINTS', 'l2_window_pattern', 'p_schedule', 'square']
 
 P_BREAKPOINTS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-_TINY = 1e-12
 
 
 def p_schedule(num_queries: int, p_init: float = 0.8,
@@ -84,7 +84,7 @@ def _nested_squares(rows: int, cols: int) -> np.ndarray:
   distance = np.maximum(np.abs(np.arange(rows)[:, None] - rows // 2),
                         np.abs(np.arange(cols)[None, :] - cols // 2))
   pattern = tail[distance]
-  return pattern / max(np.sqrt(np.sum(pattern ** 2)), _TINY)
+  return pattern / max(np.sqrt(np.sum(pattern ** 2)), TINY)
 
 
 def l2_window_pattern(size: int) -> np.ndarray:
@@ -110,10 +110,6 @@ def _corners(key: jax.Array, count: int, side: jax.Array, height: int, width: in
   """
   room = jnp.asarray([height, width]) - side
   return jnp.floor(jax.random.uniform(key, (count, 2)) * room).astype(jnp.int32)
-
-
-def _per_example_l2(x: jax.Array) -> jax.Array:
-  return jnp.sqrt(jnp.sum(x * x, axis=(1, 2, 3), keepdims=True))
 
 
 def _per_channel_l2(x: jax.Array) -> jax.Array:
@@ -157,7 +153,7 @@ def _l2_start(key, images, epsilon):
   chosen = jnp.where(transposed[:, None, None], tiles[:, 1], tiles[:, 0])
   signs = jax.random.rademacher(sign_key, (batch, tiles.shape[0], channels), images.dtype)
   delta = jnp.einsum('thw,btc->bhwc', chosen, signs)
-  return jnp.clip(images + epsilon * delta / (_per_example_l2(delta) + _TINY), 0.0, 1.0)
+  return jnp.clip(images + epsilon * delta / (per_example_l2(delta) + TINY), 0.0, 1.0)
 
 
 def _l2_query(key, x_best, images, epsilon, side, pattern_pair):
@@ -179,12 +175,12 @@ def _l2_query(key, x_best, images, epsilon, side, pattern_pair):
   signs = jax.random.rademacher(sign_key, (images.shape[0], 1, 1, channels), images.dtype)
   delta = x_best - images
   old = jnp.where(window, delta, 0.0)
-  new = placed * signs + old / (_per_channel_l2(old) + _TINY)
-  budget = jnp.sqrt(jnp.maximum(epsilon ** 2 - _per_example_l2(delta) ** 2, 0.0) / channels
-                    + _per_example_l2(jnp.where(window | second, delta, 0.0)) ** 2)
-  new = new / (_per_channel_l2(new) + _TINY) * budget
+  new = placed * signs + old / (_per_channel_l2(old) + TINY)
+  budget = jnp.sqrt(jnp.maximum(epsilon ** 2 - per_example_l2(delta) ** 2, 0.0) / channels
+                    + per_example_l2(jnp.where(window | second, delta, 0.0)) ** 2)
+  new = new / (_per_channel_l2(new) + TINY) * budget
   delta = jnp.where(window, new, jnp.where(second, 0.0, delta))
-  return jnp.clip(images + epsilon * delta / (_per_example_l2(delta) + _TINY), 0.0, 1.0)
+  return jnp.clip(images + epsilon * delta / (per_example_l2(delta) + TINY), 0.0, 1.0)
 
 
 def _margin_and_loss(logits, goal, targeted):

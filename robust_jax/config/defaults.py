@@ -1,15 +1,23 @@
 """The complete default experiment config; files in `configs/` start from it and change what differs.
 
 Every key is listed here with its default, so `config.json` in a workdir shows every value a run
-used, and a typo in an override is an 'unknown key' error rather than a silent no-op.
+used, and a typo in an override is an 'unknown key' error rather than a silent no-op. Each default
+is written once: the sections resolved in a registry (model, targets, loss, adversary,
+weight_perturbation, feature_mask) are the chosen component's registered defaults (`registered`;
+a model's are its module's field defaults, `robust_jax.models`), the other sections are written
+here, and the recipes below set only what differs.
 """
 from __future__ import annotations
 
 import ml_collections
 
+from robust_jax.config.overrides import SWITCHABLE
+from robust_jax.models.cnn import CNN
+
 __all__ = ['AMP_TABLE_DATASETS', 'AMP_TABLE_MODELS', 'AMP_TABLE_VARIANTS', 'CUTOUT_LENGTH',
            'TEXT_DATASET_DEFAULTS', 'WRN_AUGMENTATIONS', 'amp_recipe', 'amp_table_variant',
-           'cifar_config', 'cnn_model', 'default_config', 'parse_variant', 'plain_model']
+           'cifar_config', 'cnn_model', 'default_config', 'parse_variant', 'plain_model',
+           'registered']
 
 # The dataset keys that only text datasets read (`robust_jax.data`): the notebooks' length 256,
 # no stop-word removal, the cache in `robust_jax.data.text.default_cache_dir()`.
@@ -18,19 +26,30 @@ TEXT_DATASET_DEFAULTS = dict(max_length=256, vocab_size=50_000, min_count=1,
                              cache_dir='')
 
 
+def registered(section: str, name: str, **overrides) -> dict:
+  """The `section` config section ('model', 'adversary', ...) of component `name`: its registered
+  defaults, then `overrides` (each a key of that component; another key is a ValueError)."""
+  values = SWITCHABLE[section].default_section(f'config.{section}.name', name)
+  known = sorted(set(values) - {'name'})
+  unknown = sorted(set(overrides) - set(known))
+  if unknown:
+    raise ValueError(f'config.{section}.{unknown[0]}: not a key of {section} {name!r}; known '
+                     f'keys: {", ".join(known) or "none"}')
+  return values | overrides
+
+
 def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = dict(name='fashion_mnist', source='idx', path='/usr/share/datasets/fashion-mnist',
                    download=False, augmentation='default', crop_padding=4, crop_fill=0,
                    autoaugment='none', cutout_length=0, **TEXT_DATASET_DEFAULTS)
-  c.model = dict(name='cnn', dropout_rate=0.0, dropout_sites=(), widths=(32, 64), kernel_size=3,
-                 hidden_size=256, batch_norm=False)
-  c.targets = dict(name='one_hot')
-  c.loss = dict(name='cross_entropy')
-  c.adversary = dict(name='none')
-  c.weight_perturbation = dict(name='none')
-  c.feature_mask = dict(name='none', sites=())
+  c.model = registered('model', 'cnn')
+  c.targets = registered('targets', 'one_hot')
+  c.loss = registered('loss', 'cross_entropy')
+  c.adversary = registered('adversary', 'none')
+  c.weight_perturbation = registered('weight_perturbation', 'none')
+  c.feature_mask = registered('feature_mask', 'none')
   c.optimizer = dict(name='adam', learning_rate=1e-3, momentum=0.9, nesterov=False,
                      weight_decay=0.0, grad_clip_norm=0.0, schedule='cosine', warmup_epochs=0.0,
                      boundaries_epochs=(), decay_factor=0.1)
@@ -48,36 +67,30 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def cnn_model(**overrides) -> dict:
-  """The `cnn` model section with the papers' LeNet-like defaults, then `overrides`."""
-  return dict(name='cnn', dropout_rate=0.0, dropout_sites=(), widths=(32, 64), kernel_size=5,
-              hidden_size=1024, batch_norm=False) | overrides
+  """The `cnn` model section of the papers' LeNet-like CNN, then `overrides`: the registered
+  section with the `CNN` module's own kernel and hidden size instead of the offline default's."""
+  paper = {'kernel_size': CNN.kernel_size, 'hidden_size': CNN.hidden_size}
+  return registered('model', 'cnn', **(paper | overrides))
 
 
 def plain_model(name: str, **overrides) -> dict:
-  """A model section for the CIFAR models (vgg16, preact_resnet18, wrn*): the common keys, plus
-  `shortcut_input` for preact_resnet18 ('preactivated', as the AMP code)."""
-  extra = {'shortcut_input': 'preactivated'} if name == 'preact_resnet18' else {}
-  return dict(name=name, dropout_rate=0.0, dropout_sites=(), **extra) | overrides
+  """The model section of model `name` with its registered defaults, then `overrides`."""
+  return registered('model', name, **overrides)
 
 
 def cifar_config(dataset: str, model: str, **model_overrides) -> ml_collections.ConfigDict:
-  """The standard CIFAR recipe: TFDS data, SGD 0.1 (momentum 0.9, Nesterov, weight decay 5e-4),
-  batch 128, 200 epochs, learning rate ×0.1 at epochs 100 and 150; L∞ evaluation up to 8/255.
-  Paper-scale, so it refuses to train on CPUs (`train.require_accelerator`)."""
+  """The standard CIFAR recipe: TFDS data (crops padded with 128), SGD 0.1 (momentum 0.9,
+  Nesterov, weight decay 5e-4), batch 128, 200 epochs, learning rate ×0.1 at epochs 100 and 150;
+  L∞ evaluation up to 8/255. Paper-scale, so it refuses to train on CPUs
+  (`train.require_accelerator`). `model` with its registered defaults, then `model_overrides`."""
   c = default_config()
-  c.dataset = dict(name=dataset, source='tfds', path='', download=False, augmentation='default',
-                   crop_padding=4, crop_fill=128, autoaugment='none', cutout_length=0,
-                   **TEXT_DATASET_DEFAULTS)
-  c.model = plain_model(model, **model_overrides)
-  c.optimizer = dict(name='sgd', learning_rate=0.1, momentum=0.9, nesterov=True,
-                     weight_decay=5e-4, grad_clip_norm=0.0, schedule='piecewise',
-                     warmup_epochs=0.0, boundaries_epochs=(100.0, 150.0), decay_factor=0.1)
-  c.train = dict(batch_size=128, num_epochs=200, num_steps=0, log_every_steps=100,
-                 eval_every_epochs=10, checkpoint_every_steps=2000, checkpoint_every_minutes=10.0,
-                 max_checkpoints_to_keep=2, log_grad_norm=False, compute_dtype='float32',
-                 num_devices=0, require_accelerator=True)
-  c.robustness.epsilons = ('0', '2/255', '4/255', '8/255')
-  c.robustness.large_epsilon = '64/255'
+  c.dataset.update(name=dataset, source='tfds', path='', crop_fill=128)
+  c.model = registered('model', model, **model_overrides)
+  c.optimizer.update(name='sgd', learning_rate=0.1, nesterov=True, weight_decay=5e-4,
+                     schedule='piecewise', boundaries_epochs=(100.0, 150.0))
+  c.train.update(num_epochs=200, log_every_steps=100, eval_every_epochs=10,
+                 checkpoint_every_steps=2000, require_accelerator=True)
+  c.robustness.update(epsilons=('0', '2/255', '4/255', '8/255'), large_epsilon='64/255')
   return c
 
 

@@ -14,9 +14,10 @@
 Importing this package registers every adapter in `robust_jax.objectives`; the pure functions know
 nothing of configs or registries. `loss_calls` documents how functions that call a user's loss
 several times (AMP, DropAttack) call it: `has_aux` as in `jax.grad`, and an optional `state`.
+`modality` is where the adapters' config checks ask whether the dataset is images or text.
 """
 from robust_jax.methods import adversarial_training, amp, class_similarity, dropattack
-from robust_jax.methods import embedding_adversary, erm, lfm, loss_calls, mdl, trades
+from robust_jax.methods import embedding_adversary, erm, lfm, loss_calls, mdl, modality, trades
 
 __all__ = ['adversarial_training', 'amp', 'class_similarity', 'dropattack', 'embedding_adversary',
-           'erm', 'lfm', 'loss_calls', 'mdl', 'trades']
+           'erm', 'lfm', 'loss_calls', 'mdl', 'modality', 'trades']

@@ -31,6 +31,7 @@ import jax
 from robust_jax import arguments, attacks
 from robust_jax.config import schema as cs
 from robust_jax.data.specs import SPECS
+from robust_jax.methods import modality
 from robust_jax.models import ModelFns, ModelState, Params
 from robust_jax.objectives import ADVERSARIES, LossFn
 
@@ -49,12 +50,11 @@ _COMMON: cs.Schema = {
 
 
 def _check(config):
+  name = config.adversary.name
+  modality.require(config, 'image', f'config.adversary.name={name!r}: attacks pixels',
+                   "use adversary 'embedding_pgd' or 'embedding_fgm' "
+                   '(robust_jax.methods.embedding_adversary)')
   spec = SPECS[config.dataset.name]
-  if spec.modality == 'text':
-    raise cs.ConfigError(
-        f'config.adversary.name={config.adversary.name!r}: attacks pixels, but '
-        f"{config.dataset.name} is text (token ids); use adversary 'embedding_pgd' or "
-        "'embedding_fgm' (robust_jax.methods.embedding_adversary)")
   # A ball this large around any image in [0, 1]^d holds every image: the attack is unbounded
   # (the usual slip: ε in 0..255 units, 8 for 8/255).
   epsilon, norm, size = config.adversary.epsilon, config.adversary.norm, math.prod(spec.image_shape)

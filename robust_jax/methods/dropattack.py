@@ -35,6 +35,12 @@ Two layers. `gradient` is a pure function of any `loss_fn(params, inputs, key) -
     updates, opt_state = optimizer.update(result.grads, opt_state, params)
 
 `dropattack(config, loss_fn)` is the adapter the `weight_perturbation` config section builds.
+
+`gradient` in parts: `_check_arguments`, `_one_pass` (one forward-backward pass), the clean pass,
+then each term: `_input_term` (R_x on the inputs) or `_tensor_term` (R_W; text: R_x on the table),
+both the recursion for R^t above in `_attack_steps`. The file is over 300 lines because it holds
+both layers of one method (the pure function with its checks, two adapters with their schemas and
+config checks), as every methods/ module does; splitting it would spread DropAttack over two files.
 """
 from __future__ import annotations
 
@@ -47,9 +53,10 @@ import numpy as np
 from flax import traverse_util
 
 from robust_jax import arguments, random_utils
+from robust_jax.attacks import threat_model
 from robust_jax.config import schema as cs
-from robust_jax.data.specs import SPECS
 from robust_jax.kernels.inner_loop import inner_loop
+from robust_jax.methods import modality
 from robust_jax.methods.loss_calls import with_aux_and_state
 from robust_jax.objectives import LossFn, WEIGHT_PERTURBATIONS, loss_with_gradient
 from robust_jax.objectives import require_float32_weights
@@ -109,11 +116,11 @@ class DropAttackGradient(typing.NamedTuple):
 
 def _check(config):
   section = config.weight_perturbation
-  if section.attack_input and SPECS[config.dataset.name].modality == 'text':
-    raise cs.ConfigError(
-        f"config.weight_perturbation.attack_input=True: {config.dataset.name} is text, whose "
-        "token ids cannot be perturbed; use weight_perturbation 'dropattack_embedding' (the input "
-        "attack on the embedding table, as the official code) or attack_input=False")
+  if section.attack_input:
+    modality.require(config, 'image',
+                     'config.weight_perturbation.attack_input=True: perturbs the inputs',
+                     "use weight_perturbation 'dropattack_embedding' (the input attack on the "
+                     'embedding table, as the official code) or attack_input=False')
   if section.attack_input and config.adversary.name != 'none':
     raise cs.ConfigError(
         f"config.weight_perturbation.attack_input=True: DropAttack's input attack needs gradients "
@@ -125,10 +132,8 @@ def _check(config):
 
 
 def _check_embedding(config):
-  if SPECS[config.dataset.name].modality != 'text':
-    raise cs.ConfigError(
-        f"config.weight_perturbation.name='dropattack_embedding': perturbs a text model's "
-        f"embedding table, but {config.dataset.name} is image data; use 'dropattack'")
+  modality.require(config, 'text', "config.weight_perturbation.name='dropattack_embedding': "
+                   "perturbs a text model's embedding table", "use 'dropattack'")
   _check_attacks_something(config.weight_perturbation)
   require_float32_weights(config, "DropAttack on the embedding table ('dropattack_embedding')")
 
@@ -153,9 +158,79 @@ def _check_attacks_something(section):
                          'attack_weights=False')
 
 
+def _missing(flat_params, weight_paths: Sequence[str]) -> list[str]:
+  return [p for p in weight_paths if p not in flat_params]
+
+
+def _check_arguments(loss_fn, params, inputs, key, *, attack_probability, num_steps, input_norm,
+                     attack_input, attack_weights, weight_epsilon_relative, has_aux, input_epsilon,
+                     weight_epsilon, weight_paths, input_paths) -> tuple[int, tuple, tuple]:
+  """`gradient`'s checks, before any pass is traced; returns (K, weight_paths, input_paths)."""
+  arguments.check_callable('loss_fn', loss_fn, 'a function (params, inputs, key) -> loss')
+  arguments.check_number('attack_probability', attack_probability, 0.0, maximum=1.0)
+  k = arguments.check_count('num_steps', num_steps)
+  arguments.check_choice('input_norm', input_norm, INPUT_NORMS)
+  arguments.check_flag('attack_input', attack_input)
+  arguments.check_flag('attack_weights', attack_weights)
+  arguments.check_flag('weight_epsilon_relative', weight_epsilon_relative)
+  arguments.check_flag('has_aux', has_aux)
+  arguments.check_number('input_epsilon', input_epsilon, 0.0)
+  arguments.check_number('weight_epsilon', weight_epsilon, 0.0)
+  weight_paths = arguments.check_paths('weight_paths', weight_paths)
+  input_paths = arguments.check_paths('input_paths', input_paths)
+  arguments.check_key(key, purpose='draws the attack masks')
+  if not (attack_input or attack_weights):
+    raise ValueError('attack_input=False, attack_weights=False: DropAttack attacks the inputs, '
+                     'the weights or both; enable one')
+  arguments.check_mapping('params', params, "a (nested) dict of arrays, e.g. Flax's params, so "
+                          "that weight_paths can name its tensors")
+  if not hasattr(inputs, 'dtype') or getattr(inputs, 'ndim', 0) < 1:
+    raise TypeError(f'inputs={type(inputs).__name__} of shape {tuple(np.shape(inputs))}: must be '
+                    'an array (B, ...) with a batch axis first')
+  # Named in the order of jax's pytrees (sorted keys), as the passes see θ.
+  flat = traverse_util.flatten_dict(jax.lax.stop_gradient(params), sep='/')
+  if attack_weights and not weight_paths:
+    raise ValueError(f"weight_paths=(): attack_weights=True needs the '/'-joined paths of the "
+                     f'tensors to attack; parameters: {", ".join(flat)}')
+  for name, paths, used in (('input_paths', input_paths, attack_input),
+                            ('weight_paths', weight_paths, attack_weights)):
+    missing = _missing(flat, paths) if used else []
+    if missing:
+      raise ValueError(f'{name}={tuple(paths)!r}: {missing[0]!r} is not a parameter; '
+                       f'parameters: {", ".join(flat)}')
+    for path in paths if used else ():
+      if not jnp.issubdtype(getattr(flat[path], 'dtype', np.dtype(object)), jnp.floating):
+        dtype = str(getattr(flat[path], 'dtype', type(flat[path]).__name__))
+        raise TypeError(f'{name}={tuple(paths)!r}: {path!r} is {dtype}; only '
+                        'floating-point tensors can be perturbed')
+  if attack_input and not input_paths and not jnp.issubdtype(inputs.dtype, jnp.floating):
+    raise ValueError(f'inputs.dtype={inputs.dtype}: the input attack perturbs float inputs; for '
+                     "token ids name the embedding table in input_paths")
+  return k, weight_paths, input_paths
+
+
+def _one_pass(loss_fn, *, has_aux: bool, with_state: bool, input_gradient: bool):
+  """evaluate(θ, x, key, state) -> (L, aux, new state, ∇_θ L, ∇_x L or None): one forward-backward
+  pass, whose one backward gives ∇_θ and ∇_x together (the code's `backward`, papers.md 2.2)."""
+  value_and_grads = jax.value_and_grad(
+      with_aux_and_state(loss_fn, has_aux=has_aux, with_state=with_state),
+      argnums=(0, 1) if input_gradient else 0, has_aux=True)
+
+  def evaluate(p, x, pass_key, state):
+    (loss, (aux, state)), grads = value_and_grads(p, x, pass_key, state=state)
+    grad, input_grad = grads if input_gradient else (grads, None)
+    return loss, aux, state, grad, input_grad
+
+  return evaluate
+
+
 def _normalise(direction, per_example: bool):
-  axes = tuple(range(1, direction.ndim)) if per_example else None
-  norm = jnp.sqrt(jnp.sum(direction * direction, axis=axes, keepdims=per_example))
+  """d / ||d||₂, the norm over the whole array or per example (`threat_model.per_example_l2`);
+  0 where the norm is 0 or not finite (papers.md 2.2 `attack`: `if n != 0 and not nan`)."""
+  if per_example:
+    norm = threat_model.per_example_l2(direction)
+  else:
+    norm = jnp.sqrt(jnp.sum(direction * direction))
   ok = (norm > 0) & jnp.isfinite(norm)
   return jnp.where(ok, direction / jnp.where(ok, norm, 1.0), 0.0)
 
@@ -164,12 +239,67 @@ def _tree_add_scaled(tree, other, scale):
   return jax.tree.map(lambda a, b: a + scale * b, tree, other)
 
 
-def _dtype_of(value) -> str:
-  return str(getattr(value, 'dtype', type(value).__name__))
+def _attack_steps(run, totals, *, values, masks, epsilons, directions, per_example: bool, k: int):
+  """The K steps of one attack term, papers.md 2.2 (`attack` in the loop of `train_DA`):
+
+      R^t = R^{t-1} + ε · M ⊙ d^t / ||d^t||₂,   R^0 = 0,   d^t = g_0 + (1/K) Σ_{s<t} ∇L_s.
+
+  values (the attacked arrays), masks M, epsilons ε and directions d^1 = g_0: dicts by the same
+  names. run(R^t, t, state) -> (L_t, new state, ∇_θ L_t, ∇L_t by name) is pass t at the perturbed
+  point. Returns totals = (loss, ∇_θ, state) plus (1/K) Σ_t L_t and (1/K) Σ_t ∇_θ L_t, with the
+  state after the last pass.
+  """
+  def step(t, carry):
+    perturbations, directions, loss_sum, grad_sum, state = carry
+    perturbations = {n: perturbations[n] + epsilons[n] * masks[n] * _normalise(
+        directions[n], per_example) for n in perturbations}
+    loss, state, grad, attacked_grads = run(perturbations, t, state)
+    directions = {n: directions[n] + attacked_grads[n] / k for n in directions}
+    return (perturbations, directions, loss_sum + loss / k,
+            _tree_add_scaled(grad_sum, grad, 1 / k), state)
+
+  zeros = {n: jnp.zeros_like(v) for n, v in values.items()}
+  _, _, *totals = inner_loop(k, step, (zeros, directions, *totals))
+  return tuple(totals)
 
 
-def _missing(flat_params, weight_paths: Sequence[str]) -> list[str]:
-  return [p for p in weight_paths if p not in flat_params]
+def _input_term(evaluate, frozen, inputs, clean_input_grad, totals, *, mask_key, pass_key,
+                epsilon, per_example: bool, attack_probability, k):
+  """Adds the input term (1/K) Σ_t L(θ, x + R_x^t) (`_attack_steps`), ||d||₂ per example or over
+  the batch; example b's mask M_b ~ Bernoulli(p) from fold_in(mask key, b), pass t's key
+  fold_in(pass key, t)."""
+  mask = random_utils.per_example_bernoulli(mask_key, attack_probability, inputs.shape)
+
+  def run(perturbations, t, state):
+    loss, _, state, grad, input_grad = evaluate(
+        frozen, inputs + perturbations['x'], jax.random.fold_in(pass_key, t), state)
+    return loss, state, grad, {'x': input_grad}
+
+  return _attack_steps(run, totals, values={'x': inputs}, masks={'x': mask},
+                       epsilons={'x': epsilon}, directions={'x': clean_input_grad},
+                       per_example=per_example, k=k)
+
+
+def _tensor_term(evaluate, flat, inputs, flat_clean_grad, totals, *, paths, mask_key, pass_key,
+                 epsilon, relative: bool, attack_probability, k):
+  """Adds (1/K) Σ_t L(θ ⊕ R^t) (`_attack_steps`) with R^t on the parameter tensors `paths` (the
+  weight term, or the input term on an embedding table): ||d||_F and one mask M ~ Bernoulli(p) per
+  tensor, the i-th from fold_in(mask key, i); ε times ||W||_F when `relative`; pass t's key
+  fold_in(pass key, t)."""
+  masks = {p: jax.random.bernoulli(jax.random.fold_in(mask_key, i), attack_probability,
+                                   flat[p].shape)
+           for i, p in enumerate(paths)}
+  epsilons = {p: epsilon * (jnp.linalg.norm(flat[p]) if relative else 1.0) for p in paths}
+
+  def run(perturbations, t, state):
+    perturbed = traverse_util.unflatten_dict(
+        {**flat, **{p: flat[p] + r for p, r in perturbations.items()}}, sep='/')
+    loss, _, state, grad, _ = evaluate(perturbed, inputs, jax.random.fold_in(pass_key, t), state)
+    return loss, state, grad, traverse_util.flatten_dict(grad, sep='/')
+
+  return _attack_steps(run, totals, values={p: flat[p] for p in paths}, masks=masks,
+                       epsilons=epsilons, directions={p: flat_clean_grad[p] for p in paths},
+                       per_example=False, k=k)
 
 
 def gradient(loss_fn: Callable[..., typing.Any], params, inputs: jax.Array, key: jax.Array,
@@ -203,114 +333,37 @@ def gradient(loss_fn: Callable[..., typing.Any], params, inputs: jax.Array, key:
   Returns `DropAttackGradient(loss, grads, clean_loss, aux, state)`; no gradient flows through it
   (feed `grads` to an optimizer). Cost: 1 + K (input) + K (weights) forward-backward passes.
   """
-  arguments.check_callable('loss_fn', loss_fn, 'a function (params, inputs, key) -> loss')
-  arguments.check_number('attack_probability', attack_probability, 0.0, maximum=1.0)
-  k = arguments.check_count('num_steps', num_steps)
-  arguments.check_choice('input_norm', input_norm, INPUT_NORMS)
-  arguments.check_flag('attack_input', attack_input)
-  arguments.check_flag('attack_weights', attack_weights)
-  arguments.check_flag('weight_epsilon_relative', weight_epsilon_relative)
-  arguments.check_flag('has_aux', has_aux)
-  arguments.check_number('input_epsilon', input_epsilon, 0.0)
-  arguments.check_number('weight_epsilon', weight_epsilon, 0.0)
-  weight_paths = arguments.check_paths('weight_paths', weight_paths)
-  input_paths = arguments.check_paths('input_paths', input_paths)
-  arguments.check_key(key, purpose='draws the attack masks')
-  if not (attack_input or attack_weights):
-    raise ValueError('attack_input=False, attack_weights=False: DropAttack attacks the inputs, '
-                     'the weights or both; enable one')
-  arguments.check_mapping('params', params, "a (nested) dict of arrays, e.g. Flax's params, so "
-                          "that weight_paths can name its tensors")
-  if not hasattr(inputs, 'dtype') or getattr(inputs, 'ndim', 0) < 1:
-    raise TypeError(f'inputs={type(inputs).__name__} of shape {tuple(np.shape(inputs))}: must be '
-                    'an array (B, ...) with a batch axis first')
+  k, weight_paths, input_paths = _check_arguments(
+      loss_fn, params, inputs, key, attack_probability=attack_probability, num_steps=num_steps,
+      input_norm=input_norm, attack_input=attack_input, attack_weights=attack_weights,
+      weight_epsilon_relative=weight_epsilon_relative, has_aux=has_aux,
+      input_epsilon=input_epsilon, weight_epsilon=weight_epsilon, weight_paths=weight_paths,
+      input_paths=input_paths)
+  perturbs_inputs = attack_input and not input_paths
   frozen = jax.lax.stop_gradient(params)
   flat = traverse_util.flatten_dict(frozen, sep='/')
-  if attack_weights and not weight_paths:
-    raise ValueError(f"weight_paths=(): attack_weights=True needs the '/'-joined paths of the "
-                     f'tensors to attack; parameters: {", ".join(flat)}')
-  for name, paths, used in (('input_paths', input_paths, attack_input),
-                            ('weight_paths', weight_paths, attack_weights)):
-    missing = _missing(flat, paths) if used else []
-    if missing:
-      raise ValueError(f'{name}={tuple(paths)!r}: {missing[0]!r} is not a parameter; '
-                       f'parameters: {", ".join(flat)}')
-    for path in paths if used else ():
-      if not jnp.issubdtype(getattr(flat[path], 'dtype', np.dtype(object)), jnp.floating):
-        raise TypeError(f'{name}={tuple(paths)!r}: {path!r} is {_dtype_of(flat[path])}; only '
-                        'floating-point tensors can be perturbed')
-  perturbs_inputs = attack_input and not input_paths
-  if perturbs_inputs and not jnp.issubdtype(inputs.dtype, jnp.floating):
-    raise ValueError(f'inputs.dtype={inputs.dtype}: the input attack perturbs float inputs; for '
-                     "token ids name the embedding table in input_paths")
-  value_and_grads = jax.value_and_grad(
-      with_aux_and_state(loss_fn, has_aux=has_aux, with_state=state is not None),
-      argnums=(0, 1) if perturbs_inputs else 0, has_aux=True)
-
-  def evaluate(p, x, pass_key, state):
-    """(loss, aux, new state, ∇_θ L, ∇_x L or None) of one pass."""
-    (loss, (aux, state)), grads = value_and_grads(p, x, pass_key, state=state)
-    grad, input_grad = grads if perturbs_inputs else (grads, None)
-    return loss, aux, state, grad, input_grad
-
+  evaluate = _one_pass(loss_fn, has_aux=has_aux, with_state=state is not None,
+                       input_gradient=perturbs_inputs)
   # Separate keys for masks and for the passes' own randomness (dropout, feature masks).
   clean_key, input_mask_key, input_pass_key, weight_mask_key, weight_pass_key = (
       jax.random.split(key, 5))
   clean_loss, aux, state, clean_grad, clean_input_grad = evaluate(frozen, inputs, clean_key, state)
-  total_loss, total_grad = clean_loss, clean_grad
-  flat_clean_grad = traverse_util.flatten_dict(clean_grad, sep='/')
-
+  totals = (clean_loss, clean_grad, state)
+  common = dict(attack_probability=attack_probability, k=k)
   if perturbs_inputs:
-    mask = random_utils.per_example_bernoulli(input_mask_key, attack_probability, inputs.shape)
-
-    def input_step(t, carry):
-      perturbation, direction, loss_sum, grad_sum, state = carry
-      perturbation = perturbation + input_epsilon * mask * _normalise(
-          direction, input_norm == 'per_example')
-      loss, _, state, grad, input_grad = evaluate(
-          frozen, inputs + perturbation, jax.random.fold_in(input_pass_key, t), state)
-      return (perturbation, direction + input_grad / k, loss_sum + loss / k,
-              _tree_add_scaled(grad_sum, grad, 1 / k), state)
-
-    _, _, total_loss, total_grad, state = inner_loop(
-        k, input_step, (jnp.zeros_like(inputs), clean_input_grad, total_loss, total_grad, state))
-
-  def tensor_term(paths, epsilon, relative, mask_key, pass_key, total_loss, total_grad, state):
-    """Adds (1/K) Σ_t L(θ ⊕ R^t) and its gradient, R^t on the tensors `paths`."""
-    masks = {p: jax.random.bernoulli(jax.random.fold_in(mask_key, i), attack_probability,
-                                     flat[p].shape)
-             for i, p in enumerate(paths)}
-    epsilons = {p: epsilon * (jnp.linalg.norm(flat[p]) if relative else 1.0) for p in paths}
-
-    def perturbed(perturbations):
-      return traverse_util.unflatten_dict(
-          {**flat, **{p: flat[p] + r for p, r in perturbations.items()}}, sep='/')
-
-    def step(t, carry):
-      perturbations, directions, loss_sum, grad_sum, state = carry
-      perturbations = {p: perturbations[p] + epsilons[p] * masks[p] * _normalise(
-          directions[p], False) for p in perturbations}
-      loss, _, state, grad, _ = evaluate(
-          perturbed(perturbations), inputs, jax.random.fold_in(pass_key, t), state)
-      flat_grad = traverse_util.flatten_dict(grad, sep='/')
-      directions = {p: directions[p] + flat_grad[p] / k for p in directions}
-      return (perturbations, directions, loss_sum + loss / k,
-              _tree_add_scaled(grad_sum, grad, 1 / k), state)
-
-    zeros = {p: jnp.zeros_like(flat[p]) for p in paths}
-    _, _, total_loss, total_grad, state = inner_loop(
-        k, step, (zeros, {p: flat_clean_grad[p] for p in paths}, total_loss, total_grad, state))
-    return total_loss, total_grad, state
-
-  if attack_input and input_paths:
-    total_loss, total_grad, state = tensor_term(
-        input_paths, input_epsilon, False, input_mask_key, input_pass_key, total_loss,
-        total_grad, state)
+    totals = _input_term(evaluate, frozen, inputs, clean_input_grad, totals,
+                         mask_key=input_mask_key, pass_key=input_pass_key, epsilon=input_epsilon,
+                         per_example=input_norm == 'per_example', **common)
+  flat_clean_grad = traverse_util.flatten_dict(clean_grad, sep='/')
+  if attack_input and input_paths:  # text: R_x on the embedding table
+    totals = _tensor_term(evaluate, flat, inputs, flat_clean_grad, totals, paths=input_paths,
+                          mask_key=input_mask_key, pass_key=input_pass_key,
+                          epsilon=input_epsilon, relative=False, **common)
   if attack_weights:
-    total_loss, total_grad, state = tensor_term(
-        weight_paths, weight_epsilon, weight_epsilon_relative, weight_mask_key, weight_pass_key,
-        total_loss, total_grad, state)
-
+    totals = _tensor_term(evaluate, flat, inputs, flat_clean_grad, totals, paths=weight_paths,
+                          mask_key=weight_mask_key, pass_key=weight_pass_key,
+                          epsilon=weight_epsilon, relative=weight_epsilon_relative, **common)
+  total_loss, total_grad, state = totals
   return DropAttackGradient(total_loss, total_grad, clean_loss, aux, state)
 
 

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from robust_jax import arguments
 from robust_jax.attacks import threat_model
 from robust_jax.config import schema as cs
-from robust_jax.data.specs import SPECS
+from robust_jax.methods import modality
 from robust_jax.models import ModelFns, PerturbedTokens, TextClassifier
 from robust_jax.objectives import ADVERSARIES, LossFn
 
@@ -71,17 +71,15 @@ def perturbation(loss_fn: Callable[[jax.Array, int], jax.Array], shape: tuple[in
 
   def step(t, delta):
     delta = delta + step_size * threat_model.ascent_direction(gradient(delta, t), 'l2')
-    norms = jnp.sqrt(jnp.sum(delta * delta, axis=tuple(range(1, delta.ndim)), keepdims=True))
-    return delta * jnp.minimum(1.0, epsilon / (norms + 1e-12))
+    return threat_model.shrink_to_l2_ball(delta, epsilon)
 
   return jax.lax.stop_gradient(jax.lax.fori_loop(0, num_steps, step, jnp.zeros(shape)))
 
 
 def _check(config):
-  if SPECS[config.dataset.name].modality != 'text':
-    raise cs.ConfigError(
-        f'config.adversary.name={config.adversary.name!r}: perturbs the embeddings of a text '
-        f"model, but {config.dataset.name} is image data; use adversary 'pgd' or 'fgsm'")
+  name = config.adversary.name
+  modality.require(config, 'text', f'config.adversary.name={name!r}: perturbs the embeddings of '
+                   'a text model', "use adversary 'pgd' or 'fgsm'")
 
 
 def _embedding_adversary(config, model: ModelFns, loss_fn: LossFn, step_size: float,

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from robust_jax import arguments, attacks, losses
 from robust_jax.config import schema as cs
 from robust_jax.data.specs import SPECS
+from robust_jax.methods import modality
 from robust_jax.methods.adversarial_training import MODEL_MODES, attack_logits_fn
 from robust_jax.models import ModelFns
 from robust_jax.objectives import LOSSES, LossAux, LossFn, TargetsFn
@@ -48,10 +49,8 @@ DEFAULTS = dict(beta=6.0, epsilon=0.1, step_size=0.025, num_steps=10, norm='linf
 
 
 def _check(config):
-  if SPECS[config.dataset.name].modality == 'text':
-    raise cs.ConfigError(
-        f"config.loss.name='trades': attacks pixels, but {config.dataset.name} is text (token "
-        "ids); use loss 'cross_entropy' with adversary 'embedding_pgd'")
+  modality.require(config, 'image', "config.loss.name='trades': attacks pixels",
+                   "use loss 'cross_entropy' with adversary 'embedding_pgd'")
   if config.adversary.name != 'none':
     raise cs.ConfigError(f"config.adversary.name='{config.adversary.name}': TRADES makes its own "
                          "adversarial examples; use adversary 'none' with loss 'trades'")

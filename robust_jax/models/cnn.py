@@ -11,8 +11,9 @@ tests that check batch-norm statistics through every method.
 The convolutions are `input_conv.conv`: XLA's, with a faster input gradient on CPU for the first
 (few-channel) one, which every attack differentiates.
 
-The papers' LeNet-like variant is kernel 5, widths (32, 64), hidden 1024 (the defaults); the offline
-default config uses kernel 3 and hidden 256, which trains about 1.6x faster on CPU.
+The field defaults are the papers' LeNet-like CNN (`config_defaults.cnn_model()`, used by
+configs/mnist_adversarial.py); the model's registered config defaults (`robust_jax.models`) take a
+smaller kernel and hidden layer, which train about 1.6x faster on CPU.
 """
 from __future__ import annotations
 

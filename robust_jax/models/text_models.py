@@ -116,6 +116,17 @@ class TextClassifier(Classifier):
                        name='classifier')
 
 
+def _gate_affine(module: nn.Module, name: str, x: jax.Array, kind: str, hidden_size: int,
+                 dtype: Dtype) -> jax.Array:
+  """x (..., D) @ W + b -> (..., G·H) in `dtype`, G the gates of `kind`: the float32 parameters
+  `{name}_kernel` (D, G·H) and `{name}_bias` (G·H,) of `module`, PyTorch's U(±1/√H) init."""
+  init = torch_init.default_bias_init(hidden_size)
+  size = _GATES[kind] * hidden_size
+  kernel = module.param(f'{name}_kernel', init, (x.shape[-1], size))
+  bias = module.param(f'{name}_bias', init, (size,))
+  return x @ kernel.astype(dtype) + bias.astype(dtype)
+
+
 class _FusedCell(nn.RNNCellBase):
   """One step of an LSTM or GRU given the projected input x W_ih + b_ih (B, G·H); states and
   matmuls in `dtype`, parameters float32."""
@@ -126,12 +137,8 @@ class _FusedCell(nn.RNNCellBase):
 
   @nn.compact
   def __call__(self, carry, projected):
-    init = torch_init.default_bias_init(self.hidden_size)
-    size = _GATES[self.kind] * self.hidden_size
-    kernel = self.param('recurrent_kernel', init, (self.hidden_size, size))
-    bias = self.param('recurrent_bias', init, (size,))
-    recurrent = ((carry[1] if self.kind == 'lstm' else carry) @ kernel.astype(self.dtype)
-                 + bias.astype(self.dtype))
+    recurrent = _gate_affine(self, 'recurrent', carry[1] if self.kind == 'lstm' else carry,
+                             self.kind, self.hidden_size, self.dtype)
     if self.kind == 'lstm':
       i, f, g, o = jnp.split(projected + recurrent, 4, axis=-1)
       cell = nn.sigmoid(f) * carry[0] + nn.sigmoid(i) * jnp.tanh(g)
@@ -165,11 +172,7 @@ class _Direction(nn.Module):
 
   @nn.compact
   def __call__(self, x, lengths):
-    init = torch_init.default_bias_init(self.hidden_size)
-    size = _GATES[self.kind] * self.hidden_size
-    kernel = self.param('input_kernel', init, (x.shape[-1], size))
-    bias = self.param('input_bias', init, (size,))
-    projected = x @ kernel.astype(self.dtype) + bias.astype(self.dtype)
+    projected = _gate_affine(self, 'input', x, self.kind, self.hidden_size, self.dtype)
     cell = _FusedCell(self.kind, self.hidden_size, self.dtype, name='cell')
     carry, outputs = nn.RNN(cell, return_carry=True, reverse=self.reverse, keep_order=True)(
         projected, seq_lengths=lengths)

@@ -11,39 +11,9 @@ one-line CheckpointError at the next `save` or at `close`, once orbax's writers 
 removes the unfinished folder; those left by a killed run are removed when a writing Checkpointer
 starts.
 
-Restoring checks a checkpoint three ways: its files against the recorded checksums, orbax's own
-errors, and that every restored float (parameters and optimizer state) is finite. What catches
-what, measured on the train state of `tests/helpers.tiny_config` (orbax 0.12.8, OCDBT format; "-":
-restored without complaint, "n/r": not reached):
-
-| damage to the step folder                            | sha256 file | orbax error | finite check |
-|------------------------------------------------------|-------------|-------------|--------------|
-| 4 KiB of the largest file (array data) overwritten   | yes         | -           | sometimes    |
-| the largest file truncated, or deleted               | yes         | yes         | n/r          |
-| `default/manifest.ocdbt` deleted or truncated        | yes         | yes         | n/r          |
-| `default/_METADATA` deleted or truncated             | yes         | yes         | n/r          |
-| `default/ocdbt.process_0/manifest.ocdbt` del./trunc. | yes         | -           | -            |
-| `default/_sharding` or `array_metadatas/` deleted    | yes         | -           | -            |
-| `_CHECKPOINT_METADATA` deleted or truncated          | not covered | -           | -            |
-| `robust_jax_sha256.json` truncated                   | yes         | -           | -            |
-| the step folder emptied                              | yes         | yes         | n/r          |
-
-Overwritten bytes decode to garbage floats (3e38, NaN) that orbax does not notice; the finite check
-sees them only when a NaN or inf results (here: with random bytes, not with 0xff bytes). Restoring
-without `_CHECKPOINT_METADATA` gives the same state. An unfinished `<step>.orbax-checkpoint-tmp`
-folder is never listed as a step.
-
-The checksum file also records the step and the workdir's run id (`robust_jax.training.workdir.run_id`),
-and the files it lists must be all the step's files (less those not covered): a step folder
-copied or renamed, a checksum file emptied or another run's step folder dropped in counts as
-damage, and so does a restored `state.step` other than the folder's step. Once a workdir has a run
-id, a missing checksum file is damage too. A checkpoint of a workdir from before run ids without
-`robust_jax_sha256.json` (written before checksums were recorded) still restores, with the notice
-`checkpoint at step N has no checksums (written before robust_jax recorded them): not verified`,
-checked by orbax's errors and the finite check only. A checkpoint whose arrays have other shapes
-than the template (another model's step folder, a hand-edited config.json) raises CheckpointError
-naming the array and both shapes, from orbax's metadata, before any array is read. Where every
-file matches its checksum, any other orbax error is not called damage: it propagates unchanged.
+Before a checkpoint is used, `robust_jax.training.checkpoint_integrity` checks it: its files
+against those checksums, the step and run id they record, the shapes of its arrays, and that
+every restored float is finite (that module's docstring says what catches what).
 
 A damaged checkpoint raises `CheckpointError` naming the step and the damage. `restore_latest`
 (training resumes) skips damaged checkpoints, newest first, and moves each skipped one to
@@ -58,8 +28,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -67,23 +35,17 @@ import threading
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-from etils import epath  # orbax's paths
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from robust_jax import errors
+from robust_jax.training import checkpoint_integrity as integrity
 
-__all__ = ['CHECKSUM_FILE', 'CheckpointError', 'Checkpointer', 'StepNotFoundError', 'saved_steps']
+__all__ = ['CheckpointError', 'Checkpointer', 'StepNotFoundError', 'saved_steps']
 
-CHECKSUM_FILE = 'robust_jax_sha256.json'
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'  # orbax's atomicity_types.TMP_DIR_SUFFIX
-_REWRITTEN_AFTER_RENAME = '_CHECKPOINT_METADATA'  # orbax's step metadata, not covered
-# The files of a step folder that its checksum file does not cover (orbax writes the last after it).
-_NOT_COVERED = (CHECKSUM_FILE, _REWRITTEN_AFTER_RENAME, 'commit_success.txt')
-_ITEM = 'default'  # the folder of a step in which orbax's CheckpointManager puts the state
 
 
 class CheckpointError(errors.UserError):
@@ -185,10 +147,11 @@ class Checkpointer:
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
         state = self._restore_intact(template, step)
-      except _Damaged as damage:
+      except integrity.Damaged as damage:
         damaged.append((step, damage))
         continue
-      moved_to = self._set_aside([s for s, _ in damaged])
+      moved_to = integrity.set_aside(self._directory, [s for s, _ in damaged])
+      self._manager.reload()  # orbax neither counts nor keeps the checkpoints moved away
       return state, [f'checkpoint at step {s} is damaged ({damage}), moved to {target}'
                      for (s, damage), target in zip(damaged, moved_to)]
     if damaged:
@@ -214,7 +177,7 @@ class Checkpointer:
       return None
     try:
       return self._restore_intact(template, step)
-    except _Damaged as damage:
+    except integrity.Damaged as damage:
       others = ', '.join(str(s) for s in sorted(self._manager.all_steps()) if s != step) or 'none'
       raise CheckpointError(
           f'checkpoint at step {step} in {self._directory} is damaged ({damage}); pick another '
@@ -252,18 +215,11 @@ class Checkpointer:
 
   def _write_checksums(self) -> None:
     """orbax's post-finalization callback (process 0): records the finished step's checksums."""
-    folder = os.path.join(self._directory, f'{self._saving}{_TMP_SUFFIX}')
-    files = {path: {'bytes': os.path.getsize(os.path.join(folder, path)),
-                    'sha256': _sha256(os.path.join(folder, path))}
-             for path in _files(folder) if path != _REWRITTEN_AFTER_RENAME}
-    partial = os.path.join(folder, CHECKSUM_FILE + '.partial')
-    with open(partial, 'w') as f:
-      json.dump({'files': files, 'step': self._saving, 'run_id': self._run_id}, f, indent=1,
-                sort_keys=True)
-    os.replace(partial, os.path.join(folder, CHECKSUM_FILE))
+    integrity.write_checksums(os.path.join(self._directory, f'{self._saving}{_TMP_SUFFIX}'),
+                              self._saving, self._run_id)
 
   def _restore_intact(self, template, step: int):
-    """Checkpoint `step` restored like `template`; raises _Damaged saying what is wrong.
+    """Checkpoint `step` restored like `template`; raises integrity.Damaged saying what is wrong.
 
     A checkpoint of other shapes than `template` raises CheckpointError (not damage). orbax's
     errors count as damage only for a checkpoint without checksums: where every file matches its
@@ -271,72 +227,27 @@ class Checkpointer:
     from before run ids is restored with a printed notice.
     """
     folder = os.path.join(self._directory, str(step))
-    verified = _verify_checksums(folder, step, self._run_id)
+    verified = integrity.verify_checksums(folder, step, self._run_id)
     if not verified and jax.process_index() == 0:
       print(f'checkpoint at step {step} has no checksums (written before robust_jax recorded '
             'them): not verified', flush=True)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     try:
-      _require_shapes(folder, abstract, step)
+      mismatch = integrity.shape_mismatch(folder, abstract)
+      if mismatch:
+        raise CheckpointError(
+            f'checkpoint at step {step} in {self._directory} belongs to another model or config: '
+            f'{mismatch}; was config.json edited, or the step folder copied from another run? '
+            'Move it away, or restore the config that trained it')
       state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except CheckpointError:
       raise
     except Exception as e:  # pylint: disable=broad-except  # tensorstore raises bare Exceptions
       if verified:
         raise
-      raise _Damaged(f'orbax cannot read it: {_first_line(e)}') from e
-    if hasattr(state, 'step') and int(state.step) != step:
-      raise _Damaged(_holds_another_step(int(state.step), step))
-    bad_leaf = _non_finite_leaf(state)
-    if bad_leaf:
-      raise _Damaged(f'non-finite values in {bad_leaf}')
+      raise integrity.Damaged(f'orbax cannot read it: {_first_line(e)}') from e
+    integrity.check_restored(state, step)
     return state
-
-  def _set_aside(self, steps: list[int]) -> list[str]:
-    """Moves the damaged checkpoints `steps` to `<directory>.damaged/<step>` (process 0), so that
-    orbax neither counts nor keeps them; returns where each went."""
-    targets = [os.path.join(f'{self._directory}.damaged', str(step)) for step in steps]
-    if jax.process_index() == 0:
-      for step, target in zip(steps, targets):
-        if os.path.exists(target):
-          shutil.rmtree(target)
-        os.renames(os.path.join(self._directory, str(step)), target)
-    if jax.process_count() > 1:
-      multihost_utils.sync_global_devices('robust_jax.training.checkpointing.set_aside')
-    self._manager.reload()
-    return targets
-
-
-class _Damaged(Exception):
-  """What is wrong with one checkpoint (internal: becomes a CheckpointError or a skip note)."""
-
-
-def _holds_another_step(recorded: int, step: int) -> str:
-  return f'it holds the state of step {recorded}, not {step}: a step folder copied or renamed'
-
-
-def _require_shapes(folder: str, abstract, step: int) -> None:
-  """Raises CheckpointError naming the first array whose shape in the checkpoint in `folder`
-  differs from `abstract`'s (or that only one of them has), before orbax reads any array: orbax's
-  own error names neither the array nor the checkpoint."""
-  def shapes(tree):
-    return {jax.tree_util.keystr(path, simple=True, separator='/'): tuple(leaf.shape)
-            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-  stored = shapes(ocp.StandardCheckpointHandler().metadata(epath.Path(folder) / _ITEM))
-  wanted = shapes(abstract)
-  for name in [*wanted, *sorted(stored.keys() - wanted.keys())]:  # params before optimizer state
-    if name not in stored:
-      what = f'{name} is not in it'
-    elif name not in wanted:
-      what = f'it holds {name}, which this config does not have'
-    elif stored[name] != wanted[name]:
-      what = f'{name} has shape {stored[name]} in it, {wanted[name]} in this config'
-    else:
-      continue
-    raise CheckpointError(
-        f'checkpoint at step {step} in {os.path.dirname(folder)} belongs to another model or '
-        f'config: {what}; was config.json edited, or the step folder copied from another run? '
-        'Move it away, or restore the config that trained it')
 
 
 @contextlib.contextmanager
@@ -369,76 +280,6 @@ def _remove_unfinished(directory: str) -> None:
   if jax.process_index() == 0:
     for folder in glob.glob(os.path.join(glob.escape(directory), f'*{_TMP_SUFFIX}*')):
       shutil.rmtree(folder, ignore_errors=True)
-
-
-def _files(folder: str) -> list[str]:
-  """Every file under `folder`, as sorted paths relative to it; OSError when it is unreadable."""
-  def fail(error):
-    raise error
-  return sorted(os.path.relpath(os.path.join(root, name), folder)
-                for root, _, names in os.walk(folder, onerror=fail) for name in names)
-
-
-def _sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
-
-
-def _verify_checksums(folder: str, step: int, run_id: str | None) -> bool:
-  """True when the files of step folder `folder` are those recorded, each of its recorded size and
-  sha256, and the record names `step` and `run_id` (where both were recorded); False when none
-  were recorded and `run_id` is None (a checkpoint from before checksums); raises _Damaged naming
-  the first difference."""
-  path = os.path.join(folder, CHECKSUM_FILE)
-  if not os.path.exists(path):
-    if run_id is not None:  # this workdir's checkpoints all have checksums
-      raise _Damaged(f'its {CHECKSUM_FILE} is missing')
-    return False
-  try:
-    with open(path) as f:
-      record = json.load(f)
-    files = {name: (int(entry['bytes']), str(entry['sha256']))
-             for name, entry in record['files'].items()}
-  except (OSError, ValueError, KeyError, TypeError, AttributeError):
-    raise _Damaged(f'its {CHECKSUM_FILE} is unreadable') from None
-  if not files:
-    raise _Damaged(f'its {CHECKSUM_FILE} records no files')
-  if record.get('step', step) != step:
-    raise _Damaged(_holds_another_step(record['step'], step))
-  if run_id is not None and record.get('run_id') != run_id:
-    raise _Damaged(f'it belongs to another run: its run id is {record.get("run_id")}, this '
-                   f"workdir's is {run_id}")
-  unrecorded = sorted(set(_files(folder)) - set(files) - set(_NOT_COVERED))
-  if unrecorded:
-    raise _Damaged(f'{unrecorded[0]} is not recorded in its {CHECKSUM_FILE}')
-  for name, (size, digest) in sorted(files.items()):
-    full = os.path.join(folder, name)
-    if not os.path.isfile(full):
-      raise _Damaged(f'{name} is missing')
-    if os.path.getsize(full) != size:
-      raise _Damaged(f'{name} has {os.path.getsize(full)} bytes, {size} were written')
-    if _sha256(full) != digest:
-      raise _Damaged(f'sha256 mismatch in {name}')
-  return True
-
-
-def _non_finite_leaf(tree) -> str | None:
-  """The path of the first float leaf of `tree` holding a NaN or inf, or None.
-
-  Reads each process's own shards (every distinct one once), so all processes decide alike for
-  replicated arrays without a collective.
-  """
-  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-    if not jnp.issubdtype(leaf.dtype, jnp.inexact):
-      continue
-    shards = ({str(shard.index): shard.data for shard in leaf.addressable_shards}.values()
-              if isinstance(leaf, jax.Array) else [leaf])
-    if not all(np.isfinite(np.asarray(data)).all() for data in shards):
-      return jax.tree_util.keystr(path, simple=True, separator='/')
-  return None
 
 
 def _reason(error: BaseException) -> str:

@@ -38,7 +38,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from robust_jax.training.workdir import WorkdirError
+from robust_jax.training.workdir_config import WorkdirError
 
 __all__ = ['LOCK_FILE', 'WorkdirLockedError', 'hold']
 

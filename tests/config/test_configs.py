@@ -78,10 +78,9 @@ def test_amp_table_configs_follow_the_official_recipe(method):
       assert config.weight_perturbation.name == 'none'
 
 
-@pytest.mark.parametrize('variant', ['pgd', 'fgsm'])
-def test_registered_adversary_defaults_are_the_shipped_fashion_mnist_settings(variant):
-  """`--config.adversary.name=pgd` fills in these defaults: they must be the shipped recipe's."""
-  from robust_jax import objectives
-  shipped = load_config_file(os.path.join(REPO_ROOT, 'configs',
-                                          f'fashion_mnist_adversarial.py:{variant}')).adversary
-  assert objectives.ADVERSARIES.default_section('', variant) == dict(shipped)
+def test_a_registered_section_refuses_a_key_the_component_lacks():
+  from robust_jax.config import defaults as config_defaults
+  assert config_defaults.registered('adversary', 'pgd', num_steps=40)['num_steps'] == 40
+  with pytest.raises(ValueError, match=r"^config.adversary.num_step: not a key of adversary 'pgd'; "
+                     r'known keys: epsilon, model_mode, norm, num_steps, random_start, step_size$'):
+    config_defaults.registered('adversary', 'pgd', num_step=40)

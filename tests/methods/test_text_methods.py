@@ -154,8 +154,8 @@ def test_mdl_and_class_similarity_style_targets_work_on_text():
 @pytest.mark.parametrize('change, match', [
     (lambda c: setattr(c, 'weight_perturbation',
                        objectives.WEIGHT_PERTURBATIONS.default_section('', 'dropattack')),
-     r"^config.weight_perturbation.attack_input=True: ag_news is text, whose token ids cannot be "
-     r"perturbed; use weight_perturbation 'dropattack_embedding'"),
+     r"^config.weight_perturbation.attack_input=True: perturbs the inputs, but ag_news is text "
+     r"\(token ids\); use weight_perturbation 'dropattack_embedding'"),
     (lambda c: c.dataset.update(name='fashion_mnist', source='idx'),
      r"^config.model.name='lstm': a model for text data, but config.dataset.name='fashion_mnist' "
      r"is image data$"),
@@ -207,17 +207,17 @@ def test_pixel_attacks_on_token_ids_and_bad_paths_are_one_line_errors():
     _loss_on_text(bad_path)()
 
 
-def test_text_configs_validate_and_registered_defaults_are_their_settings(tmp_path):
+def test_text_configs_validate_and_take_the_registered_recipes(tmp_path):
   from configs import text as text_configs
   for variant in text_configs.VARIANTS:
     validation.validate_config(text_configs.get_config(variant))
   dropattack_config = text_configs.get_config('offline_ag_news_gru_dropattack')
-  assert objectives.WEIGHT_PERTURBATIONS.default_section('', 'dropattack_embedding') == dict(
-      dropattack_config.weight_perturbation)
-  assert objectives.ADVERSARIES.default_section('', 'embedding_fgm') == dict(
-      text_configs.get_config('offline_ag_news_gru_fgm').adversary)
-  for model in ('gru', 'lstm', 'textcnn'):
-    assert MODELS.default_section('', model) == text_configs.MODELS[model]
+  perturbation = dropattack_config.weight_perturbation  # the registered defaults, pinned
+  assert (perturbation.attack_probability, perturbation.input_epsilon, perturbation.weight_epsilon,
+          perturbation.weight_epsilon_relative) == (0.7, 5.0, 5.0, False)
+  assert perturbation.weight_paths == ('forward_0/input_kernel',)
+  assert dict(text_configs.get_config('offline_ag_news_gru_fgm').adversary) == dict(
+      name='embedding_fgm', epsilon=5.0, include_clean=True)
   imdb = text_configs.get_config('imdb_lstm_dropattack').weight_perturbation
   assert (imdb.attack_probability, imdb.num_steps, imdb.input_epsilon) == (0.5, 3, 5.0)
   dropattack_config.dataset.update(path=str(tmp_path), cache_dir=str(tmp_path))

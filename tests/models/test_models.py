@@ -19,8 +19,7 @@ MODEL_SECTIONS = {
     'mlp': dict(name='mlp', dropout_rate=0.0, dropout_sites=(), hidden_sizes=(32,)),
     'cnn': config_defaults.cnn_model(),
     'vgg16': config_defaults.plain_model('vgg16'),
-    'preact_resnet18': config_defaults.plain_model('preact_resnet18',
-                                                   shortcut_input='preactivated'),
+    'preact_resnet18': config_defaults.plain_model('preact_resnet18'),
     'wrn28_10': config_defaults.plain_model('wrn28_10'),
     'wrn34_10': config_defaults.plain_model('wrn34_10'),
 }

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 
-from robust_jax.training import checkpointing, loop as train, runs, workdir as workdir_lib
+from robust_jax.training import checkpoint_integrity, checkpointing, loop as train, runs
+from robust_jax.training import workdir as workdir_lib
 from robust_jax.training import workdir_lock
 from tests import helpers
 from tests.helpers import REPO_ROOT
@@ -78,11 +79,11 @@ DAMAGES = {
 
 def test_checksums_cover_every_file_orbax_does_not_rewrite_after_saving(finished_run):
   folder = _step_folder(finished_run[1], 8)
-  with open(os.path.join(folder, checkpointing.CHECKSUM_FILE)) as f:
+  with open(os.path.join(folder, checkpoint_integrity.CHECKSUM_FILE)) as f:
     recorded = json.load(f)['files']
   on_disk = {os.path.relpath(os.path.join(root, name), folder)
              for root, _, names in os.walk(folder) for name in names}
-  assert set(recorded) == on_disk - {checkpointing.CHECKSUM_FILE, '_CHECKPOINT_METADATA',
+  assert set(recorded) == on_disk - {checkpoint_integrity.CHECKSUM_FILE, '_CHECKPOINT_METADATA',
                                      'commit_success.txt'}
   assert any(name.startswith('default/ocdbt.process_0/d/') for name in recorded)
 
@@ -178,7 +179,7 @@ def test_a_checkpoint_from_before_checksums_still_restores(run_copy, capsys):
   """A workdir from before run ids (no run.json): restored with a notice."""
   _, path = run_copy
   os.remove(os.path.join(path, workdir_lib.RUN_FILE))
-  os.remove(os.path.join(_step_folder(path, 8), checkpointing.CHECKSUM_FILE))
+  os.remove(os.path.join(_step_folder(path, 8), checkpoint_integrity.CHECKSUM_FILE))
   runs.load_run(path, step=8)
   assert ('checkpoint at step 8 has no checksums (written before robust_jax recorded them): not '
           'verified') in capsys.readouterr().out
@@ -188,7 +189,7 @@ def test_a_missing_checksum_file_is_damage_once_the_workdir_has_a_run_id(run_cop
   """One flipped bit in the data, the checksum file deleted: refused, not restored silently."""
   _, path = run_copy
   folder = _step_folder(path, 8)
-  os.remove(os.path.join(folder, checkpointing.CHECKSUM_FILE))
+  os.remove(os.path.join(folder, checkpoint_integrity.CHECKSUM_FILE))
   with open(_largest_file(folder), 'r+b') as f:
     f.seek(100)
     byte = f.read(1)
@@ -225,7 +226,7 @@ def test_a_restored_step_other_than_the_folders_is_refused_without_checksums(run
   os.remove(os.path.join(path, workdir_lib.RUN_FILE))
   shutil.rmtree(_step_folder(path, 8))
   shutil.copytree(_step_folder(path, 5), _step_folder(path, 8))
-  os.remove(os.path.join(_step_folder(path, 8), checkpointing.CHECKSUM_FILE))
+  os.remove(os.path.join(_step_folder(path, 8), checkpoint_integrity.CHECKSUM_FILE))
   with pytest.raises(checkpointing.CheckpointError, match=r'it holds the state of step 5, not 8'):
     runs.load_run(path, step=8)
 
@@ -250,7 +251,7 @@ def test_a_checksum_file_that_does_not_list_every_file_is_damage(run_copy, files
   """`{"files": {}}` over damaged bytes used to end in a tensorstore traceback."""
   _, path = run_copy
   folder = _step_folder(path, 8)
-  checksum_file = os.path.join(folder, checkpointing.CHECKSUM_FILE)
+  checksum_file = os.path.join(folder, checkpoint_integrity.CHECKSUM_FILE)
   with open(checksum_file) as f:
     record = json.load(f)
   largest = os.path.relpath(_largest_file(folder), folder)
@@ -312,7 +313,7 @@ def test_a_save_that_fails_is_one_line_and_leaves_no_unfinished_folder(tmp_path,
   def full_disk(path):
     raise OSError(errno.ENOSPC, 'No space left on device', path)
 
-  monkeypatch.setattr(checkpointing, '_sha256', full_disk)
+  monkeypatch.setattr(checkpoint_integrity, '_sha256', full_disk)
   checkpointer = checkpointing.Checkpointer(directory)
   checkpointer.save(1, {'w': np.ones(3, np.float32)})
   with pytest.raises(checkpointing.CheckpointError) as error:

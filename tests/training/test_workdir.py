@@ -10,7 +10,7 @@ import pytest
 
 from robust_jax.config import defaults as config_defaults
 from robust_jax.config import schema as config_schema
-from robust_jax.training import checkpointing, loop as train, runs, workdir
+from robust_jax.training import checkpointing, loop as train, runs, workdir, workdir_config
 from tests import helpers
 
 
@@ -26,17 +26,17 @@ def test_config_changes_lists_result_keys_and_skips_neutral_ones():
             'distributed': {'process_id': 0}, 'eval': {'batch_size': 1000}}
   new = json.loads(json.dumps(stored))
   new['model']['widths'] = (4, 8)  # a tuple equals the list JSON stored
-  assert workdir.config_changes(stored, new) == []
+  assert workdir_config.config_changes(stored, new) == []
   new['optimizer']['learning_rate'] = 0.003
   new['train'].update(num_epochs=5, log_every_steps=1, max_checkpoints_to_keep=9)
   new['robustness']['epsilons'] = ['8/255']
   new['distributed']['process_id'] = 1
   new['eval']['batch_size'] = 10
   new['train']['num_steps'] = 7
-  changes = workdir.config_changes(stored, new)
+  changes = workdir_config.config_changes(stored, new)
   assert changes == [('optimizer.learning_rate', 0.001, 0.003), ('train.num_epochs', 3, 5),
                      ('train.num_steps', '(absent)', 7)]
-  assert workdir.describe_changes(changes) == (
+  assert workdir_config.describe_changes(changes) == (
       'optimizer.learning_rate 0.001 -> 0.003, train.num_epochs 3 -> 5, '
       'train.num_steps (absent) -> 7')
 
@@ -71,7 +71,7 @@ def test_neutral_changes_rerun_a_finished_run_without_pruning(run_copy, eight_de
   refreshed = _config_json(path)
   assert refreshed['robustness']['epsilons'] == ['0', '8/255']  # neutral keys follow the command
   assert refreshed['train']['max_checkpoints_to_keep'] == 1
-  assert workdir.config_changes(stored, refreshed) == []
+  assert workdir_config.config_changes(stored, refreshed) == []
   assert not os.path.exists(os.path.join(path, 'config_history.jsonl'))
 
 
@@ -84,14 +84,14 @@ def test_allowed_change_is_recorded_and_keeps_the_finished_checkpoint(run_copy, 
                                      allow_config_change=True)
   assert results['steps'] == 16
   assert _config_json(path)['optimizer'] == stored['optimizer']  # what trained steps 1..8
-  assert workdir.read_history(path) == [{'step': 8, 'changes': {
+  assert workdir_config.read_history(path) == [{'step': 8, 'changes': {
       'optimizer.learning_rate': [0.01, 0.003], 'train.num_epochs': [1, 2]}}]
-  assert workdir.read_config(path).optimizer.learning_rate == 0.003
+  assert workdir_config.read_config(path).optimizer.learning_rate == 0.003
   # The finished 1-epoch run's checkpoints outlive max_checkpoints_to_keep=1.
   assert checkpointing.saved_steps(os.path.join(path, 'checkpoints')) == [5, 8, 16]
   # The changed config is now the workdir's: rerunning it needs no flag and changes nothing.
   assert train.train_and_evaluate(config, path, devices=eight_devices[:1])['steps'] == 16
-  assert len(workdir.read_history(path)) == 1
+  assert len(workdir_config.read_history(path)) == 1
   assert runs.load_config(path).train.num_epochs == 2
 
 
@@ -105,8 +105,8 @@ def test_workdirs_older_than_new_keys_resume_and_unexplained_checkpoints_are_ref
   with open(os.path.join(path, 'config.json'), 'w') as f:
     json.dump(stored, f)
   workdir.claim(path, config, checkpoint_step=8, allow_config_change=False)  # not refused
-  assert workdir.read_config(path).train.num_steps == 0
-  assert workdir.read_config(path).dataset.max_length == 256
+  assert workdir_config.read_config(path).train.num_steps == 0
+  assert workdir_config.read_config(path).dataset.max_length == 256
   os.remove(os.path.join(path, 'config.json'))
   with pytest.raises(workdir.WorkdirError, match='has checkpoints but no config.json'):
     workdir.claim(path, config, checkpoint_step=8, allow_config_change=False)
@@ -172,12 +172,12 @@ def test_other_data_at_the_same_path_are_refused_at_resume_and_evaluation(
 
 def test_a_damaged_config_history_is_one_line_naming_it(run_copy):
   _, path = run_copy
-  history = os.path.join(path, workdir.HISTORY_FILE)
+  history = os.path.join(path, workdir_config.HISTORY_FILE)
   for damage in ('{"step": 5, "changes": \n', '[1, 2]\n'):
     with open(history, 'w') as f:
       f.write(damage)
-    with pytest.raises(workdir.WorkdirError) as error:
-      workdir.read_config(path)
+    with pytest.raises(workdir_config.WorkdirError) as error:
+      workdir_config.read_config(path)
     assert str(error.value) == (
         f'{history} is damaged (each line must be a JSON record with "step" and "changes"); '
         'restore it from a copy, or use a new --workdir')

@@ -1,0 +1,27 @@
+"""robust_jax/attacks/threat_model.py: the L2 random start and ascent direction."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robust_jax.attacks import threat_model
+
+
+# ----------------------------------------------------------------------------- mutation survivors
+# From the survivors of the cosmic-ray run on 7fe75c1 (experiments/results/mutation_survivors.md,
+# where they were tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
+def test_l2_random_start_radius_is_uniform_in_the_ball():
+  """Uniform in the d-ball: P(r <= t ε) = t^d, so E[r] = ε d / (d + 1) (d = 2 here)."""
+  epsilon, num = 0.1, 20000
+  images = jnp.full((num, 2), 0.5)  # far from the [0, 1] box: no clipping
+  start = threat_model.random_start(jax.random.PRNGKey(0), images, epsilon, 'l2')
+  radius = np.asarray(threat_model.distance(start, images, 'l2'))
+  assert radius.max() <= epsilon * (1 + 1e-5)
+  np.testing.assert_allclose(radius.mean(), epsilon * 2 / 3, rtol=0.02)
+
+
+def test_l2_ascent_direction_follows_a_vanishing_gradient():
+  """A gradient smaller than the guard (saturated logits) still gives an ascent direction."""
+  gradient = jnp.array([[3e-14, -4e-14]])
+  direction = threat_model.ascent_direction(gradient, 'l2')
+  assert float(jnp.sum(direction * gradient)) > 0
+  assert float(jnp.linalg.norm(direction)) <= 1.0
