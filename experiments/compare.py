@@ -81,7 +81,9 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
     sys.exit(f'interrupted: {workdir} saved step {results["stopped_at_step"]}; rerun to resume')
   record = {'config': config_name(spec), 'seed': seed, 'epochs': results['epochs'],
             'clean': results['test_accuracy'], 'clean_best': results['best_test_accuracy'],
-            'fgsm': None, 'pgd': None, 'train_seconds': train_seconds, 'attack_examples': None,
+            'fgsm': None, 'pgd': None, 'pgd_selected': None,
+            'selected_step': results.get('selected', {}).get('step'),
+            'train_seconds': train_seconds, 'attack_examples': None,
             'epsilon': None, 'pgd_steps': None, 'overrides': _overrides(), 'warnings': []}
   if data.spec_for(config.dataset).modality != 'text':
     config, model, params, model_state, splits, mesh = load_run(workdir)
@@ -92,10 +94,20 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
     record.update(fgsm=row_accuracy['FGSM'], pgd=row_accuracy[labels['pgd']],
                   attack_examples=attacked['num_examples'], epsilon=_EPSILON.value,
                   pgd_steps=_PGD_STEPS.value, warnings=attacked['warnings'])
+    if results.get('selected', {}).get('metric', '').startswith('validation/'):
+      add_selected(record, workdir, results['selected']['step'], labels['pgd'])
     if _AUTOATTACK.value:
       add_autoattack(record, workdir)
   json_utils.dump(record, record_path)
   return record
+
+
+def add_selected(record: dict, workdir: str, step: int, pgd_label: str) -> None:
+  """Adds PGD accuracy at the checkpoint the run selected on its validation split (W/best/STEP,
+  `train.select_by`) on the same test images, beside the last checkpoint's: 'pgd_selected'."""
+  config, model, params, model_state, splits, mesh = load_run(workdir, step, folder='best')
+  attacked = robustness.evaluate(model, params, model_state, splits.test, config.robustness, mesh)
+  record['pgd_selected'] = attacked['accuracy'][_EPSILON.value][pgd_label]
 
 
 def add_autoattack(record: dict, workdir: str) -> None:
@@ -162,12 +174,13 @@ def summarise(records: list[dict]) -> list[dict]:
   for name in dict.fromkeys(r['config'] for r in records):
     runs = [r for r in records if r['config'] == name]
     row = {'config': name, 'seeds': len(runs), 'epochs': runs[0]['epochs']}
-    for key in ('clean', 'clean_best', 'fgsm', 'pgd', 'autoattack', 'train_seconds'):
+    for key in ('clean', 'clean_best', 'fgsm', 'pgd', 'pgd_selected', 'autoattack',
+                'train_seconds'):
       # Records made before best-epoch tracking hold the last evaluation only.
       values = [r.get(key, r['clean'] if key == 'clean_best' else None) for r in runs]
-      if key == 'autoattack':
+      if key in ('autoattack', 'pgd_selected'):  # not every run has them
         values = [value for value in values if value is not None]
-        row['autoattack_seeds'] = len(values)
+        row[f'{key}_seeds'] = len(values)
       if not values or None in values:  # a text run's attacks, or AutoAttack: not run
         row[key] = None
         continue
@@ -191,6 +204,8 @@ def _attack_columns(rows) -> list[tuple[str, str]]:
   if all(row['pgd'] is None for row in rows):
     return []
   columns = [('fgsm', 'FGSM'), ('pgd', f'PGD-{_PGD_STEPS.value}')]
+  if any(row['pgd_selected'] is not None for row in rows):  # runs with a validation split
+    columns.append(('pgd_selected', f'PGD-{_PGD_STEPS.value} at the selected checkpoint'))
   if any(row['autoattack'] is not None for row in rows):
     columns.append(('autoattack', 'AutoAttack'))
   return columns
@@ -204,8 +219,8 @@ def markdown(rows, attack_examples: int | None) -> str:
            + 'train time per run (s) |', '|---' * (6 + len(columns)) + '|']
   for row in rows:
     def pct(key, row=row):
-      seeds = row['autoattack_seeds'] if key == 'autoattack' else row['seeds']
-      partial = key == 'autoattack' and 0 < seeds < row['seeds']
+      seeds = row.get(f'{key}_seeds', row['seeds'])
+      partial = key in ('autoattack', 'pgd_selected') and 0 < seeds < row['seeds']
       return _mean_std(row[key], seeds, 100, 2) + (
           f' ({seeds} of {row["seeds"]} seeds)' if partial else '')
 
@@ -215,13 +230,18 @@ def markdown(rows, attack_examples: int | None) -> str:
   names = ' / '.join(name for _, name in columns)
   attacks = (f'{names} (L∞; FGSM one step of ε, PGD from a random start with step ε/4'
              + ('; AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square, accuracy after all four'
-                if len(columns) > 2 else '')
+                if any(key == 'autoattack' for key, _ in columns) else '')
              + f') on the first {attack_examples} test images.' if attack_examples is not None
              else 'no attacks (text data: no pixels to attack).')
   if columns and any(row['pgd'] is None for row in rows):
     attacks += ' —: text data, clean accuracy only (no pixels to attack).'
-  elif len(columns) > 2 and any(row['autoattack'] is None for row in rows):
+  elif (any(key == 'autoattack' for key, _ in columns)
+        and any(row['autoattack'] is None for row in rows)):
     attacks += ' —: AutoAttack not run for that config.'
+  if any(key == 'pgd_selected' for key, _ in columns):
+    attacks += (' "At the selected checkpoint": the checkpoint with the best validation metric '
+                '(`train.select_by`, W/best), on the same test images; the other columns are the '
+                'last checkpoint.')
   return '\n'.join(lines) + (
       '\n\nAccuracy (%) as mean ± std over seeds; clean on the full test set after the last '
       'epoch and at the best evaluation (the AMP code reports the best epoch), ' + attacks)

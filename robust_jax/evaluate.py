@@ -35,13 +35,15 @@ from robust_jax import attacks, cli, data, json_utils
 from robust_jax.config import schema as config_schema
 from robust_jax.data import pipeline
 from robust_jax.evaluation import clean_accuracy, robustness
-from robust_jax.training import checkpointing
+from robust_jax.training import checkpointing, periodic_evaluation
 from robust_jax.training.runs import load_run
 
 __all__ = ['checkpoint_location', 'evaluate_text', 'main', 'require_writable']
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A training workdir (config.json + checkpoints).')
-_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'A checkpoint directory W/checkpoints/STEP.')
+_CHECKPOINT = flags.DEFINE_string(
+    'checkpoint', None, "A checkpoint directory W/checkpoints/STEP or W/best/STEP, or 'best' "
+    '(with --workdir=W: the checkpoint train.select_by selected).')
 _EPSILONS = flags.DEFINE_list('epsilons', None, "Override robustness.epsilons, e.g. '0,8/255'.")
 _ATTACKS = flags.DEFINE_list('attacks', None, 'Override robustness.attacks, e.g. fgsm,pgd.')
 _NUM_EXAMPLES = flags.DEFINE_integer('num_examples', None, 'Override robustness.num_examples.')
@@ -72,15 +74,33 @@ def autoattack_settings(preset: str | None, items: list[str]) -> attacks.AutoAtt
   return attacks.AutoAttackSettings(**values)
 
 
-def checkpoint_location(checkpoint: str) -> tuple[str, int]:
-  """(workdir, step) of `--checkpoint=W/checkpoints/STEP`; ConfigError (one line) otherwise."""
+def checkpoint_location(checkpoint: str) -> tuple[str, str, int]:
+  """(workdir, folder, step) of `--checkpoint=W/checkpoints/STEP` or `W/best/STEP` (folder
+  'checkpoints' or 'best'); ConfigError (one line) otherwise."""
   path = os.path.abspath(checkpoint.rstrip('/'))
   folder, name = os.path.split(path)
-  if os.path.basename(folder) != 'checkpoints' or not name.isdecimal():
+  if (os.path.basename(folder) not in ('checkpoints', periodic_evaluation.BEST_FOLDER)
+      or not name.isdecimal()):
     raise config_schema.ConfigError(
         f'--checkpoint={checkpoint}: must name a step folder W/checkpoints/STEP (STEP a number, '
-        f'e.g. W/checkpoints/{_a_step(folder) or 1000}); for the newest use --workdir=W')
-  return os.path.dirname(folder), int(name)
+        f'e.g. W/checkpoints/{_a_step(folder) or 1000}); for the newest use --workdir=W, for the best '
+        '--workdir=W --checkpoint=best')
+  return os.path.dirname(folder), os.path.basename(folder), int(name)
+
+
+def best_checkpoint(workdir: str | None) -> tuple[str, str, int]:
+  """(workdir, 'best', step) of `--workdir=W --checkpoint=best`: the checkpoint the run selected
+  by `train.select_by`; ConfigError (one line) without --workdir or without one."""
+  if not workdir:
+    raise config_schema.ConfigError('--checkpoint=best: name the run with --workdir=W (its best '
+                                    'checkpoint is W/best/STEP)')
+  step = _a_step(os.path.join(workdir, periodic_evaluation.BEST_FOLDER))
+  if step is None:
+    raise config_schema.ConfigError(
+        f'--checkpoint=best: {workdir} has no best checkpoint ({periodic_evaluation.BEST_FOLDER}/'
+        'STEP, saved at each evaluation that improves train.select_by); evaluate the newest '
+        'with --workdir alone')
+  return workdir, periodic_evaluation.BEST_FOLDER, step
 
 
 def _a_step(folder: str) -> int | None:
@@ -138,9 +158,11 @@ def _write(output_dir: str, results: dict, table: str) -> None:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  step, workdir = None, _WORKDIR.value
-  if _CHECKPOINT.value:
-    workdir, step = checkpoint_location(_CHECKPOINT.value)
+  step, workdir, folder = None, _WORKDIR.value, 'checkpoints'
+  if _CHECKPOINT.value == 'best':
+    workdir, folder, step = best_checkpoint(workdir)
+  elif _CHECKPOINT.value:
+    workdir, folder, step = checkpoint_location(_CHECKPOINT.value)
     if _WORKDIR.value and os.path.realpath(_WORKDIR.value) != os.path.realpath(workdir):
       raise config_schema.ConfigError(
           f'--workdir={_WORKDIR.value} and --checkpoint={_CHECKPOINT.value} name different '
@@ -160,9 +182,9 @@ def main(argv):
     raise config_schema.ConfigError(str(e)) from None
   output_dir = _OUTPUT_DIR.value or os.path.join(workdir, _PRESET.value or 'robustness')
   if step is None:  # the newest now, named in the results even if a training saves another
-    steps = checkpointing.saved_steps(os.path.join(workdir, 'checkpoints'))
+    steps = checkpointing.saved_steps(os.path.join(workdir, folder))
     step = steps[-1] if steps else None
-  config, model, params, model_state, splits, mesh = load_run(workdir, step)
+  config, model, params, model_state, splits, mesh = load_run(workdir, step, folder=folder)
   settings = config.robustness
   _override_settings(settings)
   text = data.spec_for(config.dataset).modality == 'text'

@@ -117,3 +117,9 @@ def snapshot(directory: str) -> dict:
       with open(path, 'rb') as f:
         found[os.path.relpath(path, directory)] = (os.stat(path).st_mtime_ns, f.read())
   return found
+
+
+def without_timings(results: dict) -> dict:
+  """A results.json without its wall-time entries, which no rerun reproduces."""
+  return {key: value for key, value in results.items() if key != 'evaluation_seconds'}
+

@@ -206,7 +206,9 @@ def test_eval_num_examples_evaluates_the_first_test_examples(tmp_path, tiny_npz)
 
 
 def test_checkpoint_location_parses_only_step_folders(tmp_path):
-  assert evaluate.checkpoint_location('W/checkpoints/12/') == (os.path.abspath('W'), 12)
+  assert evaluate.checkpoint_location('W/checkpoints/12/') == (os.path.abspath('W'), 'checkpoints',
+                                                               12)
+  assert evaluate.checkpoint_location('W/best/6') == (os.path.abspath('W'), 'best', 6)
   for bad in ('W/checkpoints', 'W/12', 'W/checkpoints/best'):
     with pytest.raises(config_schema.ConfigError, match='must name a step folder'):
       evaluate.checkpoint_location(bad)

@@ -85,6 +85,7 @@ SETTINGS = {
                  e2e_eval_examples=100, cifar_steps=2),
 }
 TINY_MODELS = ('CNN',)
+TINY_METHODS = ('ERM', 'AMP')  # --tiny times these only: the path, not the table
 TINY_SET = 'model.widths=(4, 8),model.hidden_size=16'
 NEEDED = {'ml_collections': 'ml-collections', 'tensorboardX': 'tensorboardX', 'tqdm': 'tqdm',
           'absl': 'absl-py', 'chex': 'chex', 'pytest': 'pytest', 'hypothesis': 'hypothesis'}
@@ -170,7 +171,7 @@ def plan_step_groups(config_dir: str, tiny: bool) -> list[dict]:
   models = TINY_MODELS if tiny else tuple(MODELS)
   for dtype in ('float32', 'bfloat16'):
     for model in models:
-      methods = ['ERM', *MODELS[model][1]]
+      methods = TINY_METHODS if tiny else ('ERM', *MODELS[model][1])
       cells = [(method, cell_config(config_dir, model, method, None)) for method in methods
                if dtype == 'float32' or method not in FLOAT32_ONLY]
       groups.append(dict(name=f'{model}_{dtype}'.lower().replace('-', ''), dtype=dtype,

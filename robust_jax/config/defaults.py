@@ -43,7 +43,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.dataset = dict(name='fashion_mnist', source='idx', path='/usr/share/datasets/fashion-mnist',
                    download=False, augmentation='default', crop_padding=4, crop_fill=0,
-                   autoaugment='none', cutout_length=0, **TEXT_DATASET_DEFAULTS)
+                   autoaugment='none', cutout_length=0, validation_examples=0,
+                   **TEXT_DATASET_DEFAULTS)
   c.model = registered('model', 'cnn')
   c.targets = registered('targets', 'one_hot')
   c.loss = registered('loss', 'cross_entropy')
@@ -56,8 +57,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.train = dict(batch_size=128, num_epochs=3, num_steps=0, log_every_steps=50, eval_every_epochs=1,
                  checkpoint_every_steps=1000, checkpoint_every_minutes=10.0,
                  max_checkpoints_to_keep=2, log_grad_norm=False, compute_dtype='float32',
-                 num_devices=0, require_accelerator=False)
-  c.eval = dict(batch_size=1000, num_examples=0)
+                 num_devices=0, require_accelerator=False, select_by='clean')
+  c.eval = dict(batch_size=1000, num_examples=0, robust_examples=0)
   c.robustness = dict(norm='linf', epsilons=('0', '0.1'), attacks=('fgsm', 'pgd', 'apgd_ce', 'apgd_dlr'),
                       pgd_steps=20, pgd_relative_step_size=0.25, pgd_restarts=1, apgd_steps=100,
                       apgd_restarts=1, num_examples=0, batch_size=500, model_mode='eval',

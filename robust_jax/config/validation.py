@@ -37,10 +37,17 @@ TRAIN_SCHEMA: cs.Schema = {
     # refuse to train when every device is a CPU (`sharding.require_accelerator`): True in the
     # paper-scale recipes.
     'require_accelerator': cs.boolean(),
+    # the metric that picks the best checkpoint (W/best): 'clean' or 'robust' accuracy, on the
+    # validation split when dataset.validation_examples > 0, else on the test set
+    # (`training.periodic_evaluation`)
+    'select_by': cs.one_of('clean', 'robust'),
 }
 EVAL_SCHEMA: cs.Schema = {
     'batch_size': cs.integer(1),
     'num_examples': cs.integer(0),  # clean evaluation on the first N test examples; 0 = all
+    # > 0: robust accuracy during training (the robustness section's PGD at its largest ε) on
+    # the first N validation and test examples; 0 = off
+    'robust_examples': cs.integer(0),
 }
 DISTRIBUTED_SCHEMA: cs.Schema = {
     'initialize': cs.boolean(),  # call jax.distributed.initialize()
@@ -67,6 +74,7 @@ def validate_config(config) -> None:
     cs.check_section(f'config.{name}', config[name], schema)
   _check_distributed(config.distributed)
   _check_dataset(config.dataset)
+  _check_selection(config)
   optim.check(config)
   models.validate(config.model)
   models.check_dataset(config.model, data.spec_for(config.dataset))
@@ -110,6 +118,17 @@ def _check_distributed(distributed) -> None:
         f'config.distributed.process_id={distributed.process_id}: must be < '
         f'config.distributed.num_processes={distributed.num_processes} (processes are numbered '
         'from 0)')
+
+
+def _check_selection(config) -> None:
+  """train.select_by and eval.robust_examples against each other and the data's modality."""
+  if config.train.select_by == 'robust' and not config.eval.robust_examples:
+    raise cs.ConfigError("config.train.select_by='robust': needs config.eval.robust_examples > 0 "
+                         '(how many validation or test examples the PGD check attacks)')
+  if config.eval.robust_examples and data.spec_for(config.dataset).modality == 'text':
+    raise cs.ConfigError(f'config.eval.robust_examples={config.eval.robust_examples}: '
+                         f'{config.dataset.name} is text (token ids), which the pixel PGD check '
+                         'cannot attack; use 0')
 
 
 def _check_dataset(dataset) -> None:

@@ -16,7 +16,7 @@ import dataclasses
 import os
 
 from robust_jax.config import schema as cs
-from robust_jax.data import autoaugment, pipeline, text
+from robust_jax.data import autoaugment, pipeline, text, validation_split
 from robust_jax.data.arrays import DatasetError, Split, Splits
 from robust_jax.data.csv_source import file_sha256, read_csv_split
 from robust_jax.data.idx import load_idx_folder
@@ -42,6 +42,9 @@ SCHEMA: cs.Schema = {
     'autoaugment': cs.one_of('none', *autoaugment.POLICIES),
     # side of the Cutout square, 0 = off; else 2 to the image side (robust_jax.config.validation)
     'cutout_length': cs.integer(0),
+    # > 0: that many training examples, stratified by class with a fixed key, held out for model
+    # selection (`data.validation_split`); 0 = none (the paper rows)
+    'validation_examples': cs.integer(0),
     # Text only (module docstring):
     'max_length': cs.integer(1),  # tokens per example, padded or cut (the notebooks: 256)
     # embedding rows, <pad> and <unk> included
@@ -117,7 +120,16 @@ def load_splits(dataset_config) -> Splits:
     splits = load_npz(path)
   else:
     splits = load_tfds(spec.tfds_name, path, dataset_config.download)
-  return splits.checked(spec)
+  return _with_validation(splits.checked(spec), dataset_config, spec)
+
+
+def _with_validation(splits: Splits, dataset_config, spec: DatasetSpec) -> Splits:
+  """`splits` with `dataset_config.validation_examples` training examples held out."""
+  if not dataset_config.validation_examples:
+    return splits
+  train, validation = validation_split.hold_out(splits.train, dataset_config.validation_examples,
+                                                spec.num_classes)
+  return dataclasses.replace(splits, train=train, validation=validation)
 
 
 def _load_text(dataset_config, spec: DatasetSpec) -> Splits:

@@ -145,6 +145,7 @@ class Split:
 class Splits:
   train: Split
   test: Split
+  validation: Split | None = None  # held out of training (`data.validation_split`)
 
   def checked(self, spec: DatasetSpec) -> Splits:
     """Both splits `Split.checked` against `spec`, training labels of at least two classes, and a

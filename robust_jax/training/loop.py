@@ -28,9 +28,10 @@ import tqdm
 from robust_jax import data, errors, json_utils, objectives, sharding
 from robust_jax.config import schema as config_schema, validation
 from robust_jax.data import pipeline
-from robust_jax.evaluation import clean_accuracy
+from robust_jax.evaluation import learning_curves
 from robust_jax.models import build_model
-from robust_jax.training import checkpointing, metric_writer, optim, preemption
+from robust_jax.training import checkpointing, metric_writer, optim, periodic_evaluation
+from robust_jax.training import preemption
 from robust_jax.training import state as train_state, step as train_step, workdir as workdir_lib
 from robust_jax.training import workdir_lock
 
@@ -70,6 +71,12 @@ class _MetricBuffer:
     return means
 
 
+def _describe(evaluated: dict[str, dict[str, float]]) -> str:
+  """'test accuracy 0.9012, test loss 0.2871, validation accuracy 0.9050, ...' of an evaluation."""
+  return ', '.join(f'{name} {key.replace("_", " ")} {value:.4f}'
+                   for name, metrics in evaluated.items() for key, value in metrics.items())
+
+
 def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = None,
                        devices=None, allow_config_change: bool = False) -> dict:
   """Trains `config` in `workdir` and returns the final clean test metrics.
@@ -77,7 +84,10 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   Returns {'test_accuracy', 'test_loss' (at the last step), 'best_test_accuracy',
   'best_test_step' (over every evaluation of the run, resumed parts included: the AMP code reports
   the best epoch), 'steps', 'epochs', 'num_test_examples', 'modality' ('image' or 'text'),
-  'devices' (their count), 'backend', 'device_kind', 'jax_version'} (also written to
+  'devices' (their count), 'backend', 'device_kind', 'jax_version', the last evaluation's
+  'validation_accuracy', 'validation_loss' and the '*_robust_accuracy' where measured,
+  'num_validation_examples', 'selected' ({'metric', 'step', 'value', 'checkpoint'}: the best
+  checkpoint, `periodic_evaluation`) and 'evaluation_seconds'} (also written to
   results.json), or {'stopped_at_step': step} when the run stopped early with a
   checkpoint at `step`, plus 'signal': 'SIGTERM' or 'SIGINT' when a signal stopped it. The first
   line printed names the devices (`sharding.describe`).
@@ -133,7 +143,6 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
 
   train_split = pipeline.put_split(splits.train, mesh)
   test_split = splits.test.first(config.eval.num_examples or len(splits.test))
-  test_batches = pipeline.make_eval_batches(test_split, config.eval.batch_size, mesh)
   model = build_model(config.model, spec, objectives.build_feature_transforms(config),
                       compute_dtype=config.train.compute_dtype)
   init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
@@ -141,9 +150,6 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
       objectives.build_loss_fn(config, model, spec.num_classes), optimizer,
       data.augment_fn_for(config.dataset),
       step_key, mesh, config.train.log_grad_norm)
-  evaluate = clean_accuracy.make_clean_eval_fn(model, mesh, data.eval_input_fn_for(config.dataset))
-  evaluate_test = lambda state: {k: float(v) for k, v in evaluate(
-      state.params, state.model_state, test_batches).items()}
   epoch_batches = pipeline.make_epoch_batches_fn(mesh, train_split.num_examples, batch_size)
   take_batch = jax.jit(lambda batches, i: jax.tree.map(lambda a: a[i], batches),
                        out_shardings=sharding.batch_sharded(mesh))
@@ -158,6 +164,9 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
   state = restored or state
   step = start_step = int(state.step)
   writer = metric_writer.MetricWriter(workdir, resume_step=step)
+  periodic = periodic_evaluation.PeriodicEvaluation(
+      config, model, mesh, splits, test_split, data.eval_input_fn_for(config.dataset), workdir,
+      workdir_lib.run_id(workdir), step)
 
   buffer = _MetricBuffer()
   progress = tqdm.tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True,
@@ -209,12 +218,14 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
         if (epoch_done and (step // steps_per_epoch) % config.train.eval_every_epochs == 0
             or step == total_steps):
           progress.set_description(f'evaluating on {len(test_split)} test {noun}')
-          eval_metrics = evaluate_test(state)
+          evaluated = periodic.evaluate(state)
           progress.set_description('')
-          writer.write(step, eval_metrics, prefix='test')
+          for name, metrics in evaluated.items():
+            writer.write(step, metrics, prefix=name)
+          eval_metrics = evaluated['test']
           evaluations.append((step, eval_metrics['accuracy']))
-          progress.write(f'epoch {step / steps_per_epoch:.3g}: test accuracy '
-                         f'{eval_metrics["accuracy"]:.4f}, test loss {eval_metrics["loss"]:.4f}')
+          periodic.select(step, evaluated, state)
+          progress.write(f'epoch {step / steps_per_epoch:.3g}: ' + _describe(evaluated))
         if (step % config.train.checkpoint_every_steps == 0 or step == total_steps
             or clock_ran_out or stopping):
           buffer.flush(step, batch_size)
@@ -226,16 +237,22 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
     finally:
       progress.close()
       checkpointer.close()
+      periodic.close()
       writer.close()
 
   if eval_metrics is None:  # the run had already finished: evaluate the restored state
-    eval_metrics = evaluate_test(state)
+    evaluated = periodic.evaluate(state)
+    eval_metrics = evaluated['test']
     evaluations = evaluations or [(step, eval_metrics['accuracy'])]
   best_step, best_accuracy = max(evaluations, key=lambda e: e[1])
   results = {'test_accuracy': eval_metrics['accuracy'], 'test_loss': eval_metrics['loss'],
              'best_test_accuracy': best_accuracy, 'best_test_step': best_step,
              'steps': step, 'epochs': step / steps_per_epoch,
              'num_test_examples': len(test_split), 'modality': spec.modality,
+             **{f'{name}_{key}': value for name, metrics in evaluated.items()
+                for key, value in metrics.items() if name != 'test' or key == 'robust_accuracy'},
+             'num_validation_examples': periodic.sizes.get('validation', 0),
+             'selected': periodic.selected(), 'evaluation_seconds': periodic.seconds,
              **sharding.device_facts(mesh)}
   if not np.isfinite(results['test_loss']):  # e.g. a damaged checkpoint from before checksums
     raise NonFiniteLossError(
@@ -243,4 +260,6 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
         f'the checkpoint at step {step} is damaged, move {checkpoint_dir}/{step} away and rerun')
   if jax.process_index() == 0:
     json_utils.dump(results, os.path.join(workdir, 'results.json'))
+    learning_curves.plot_learning_curves(workdir, steps_per_epoch,
+                                         results['selected'].get('step'))
   return results

@@ -33,17 +33,18 @@ def load_config(workdir: str, step: int | None = None) -> ml_collections.ConfigD
   return config
 
 
-def load_run(workdir: str, step: int | None = None, devices=None):
+def load_run(workdir: str, step: int | None = None, devices=None, folder: str = 'checkpoints'):
   """(config, model, params, model_state, data splits, mesh) of a training workdir.
 
-  step: the checkpoint to load (default: the newest), with the config that trained it (changes
+  step: the checkpoint to load (default: the newest) from `folder` ('checkpoints', or 'best': the
+  selected checkpoint, `training.periodic_evaluation`), with the config that trained it (changes
   recorded from `step` on are not applied). Raises RunNotFoundError in one line when `workdir` is
   not a training workdir or has no checkpoint, `checkpointing.StepNotFoundError` when `step` has
   none; a damaged checkpoint, or one of another run or model, is refused
   (`checkpointing.Checkpointer.restore`), never replaced by an older one, and data other than
   the data the run was trained on raise `workdir.WorkdirError` (`workdir.check_data`).
   """
-  directory = os.path.join(workdir, 'checkpoints')
+  directory = os.path.join(workdir, folder)
   steps = saved_steps(directory)
   if not steps:
     load_config(workdir)  # not being a workdir at all is the first thing to say

@@ -39,12 +39,15 @@ HISTORY_FILE = 'config_history.jsonl'
 NEUTRAL_KEYS = ('train.log_every_steps', 'train.eval_every_epochs', 'train.log_grad_norm',
                 'train.checkpoint_every_steps', 'train.checkpoint_every_minutes',
                 'train.max_checkpoints_to_keep', 'train.num_devices', 'train.require_accelerator',
-                'eval.batch_size', 'eval.num_examples', 'robustness', 'distributed')
+                'eval.batch_size', 'eval.num_examples', 'eval.robust_examples', 'train.select_by',
+                'robustness', 'distributed')
 # Keys added after workdirs were first written, with the value that reproduces the older runs
 # (the text-only dataset keys: image runs never read them).
 ADDED_KEYS = {'train.num_steps': 0, 'train.checkpoint_every_minutes': 0.0,
               'train.compute_dtype': 'float32', 'train.num_devices': 0,
               'train.require_accelerator': False, 'eval.num_examples': 0,
+              'dataset.validation_examples': 0, 'eval.robust_examples': 0,
+              'train.select_by': 'clean',
               **{f'dataset.{key}': value
                  for key, value in config_defaults.TEXT_DATASET_DEFAULTS.items()}}
 _ABSENT = '(absent)'

@@ -208,7 +208,7 @@ def test_same_augmentation_on_one_and_eight_devices(eight_devices):
 def _svhn_section():
   return ml_collections.ConfigDict(dict(
       name='svhn', source='tfds', path='', download=False, augmentation='default', crop_padding=2,
-      crop_fill=128, cutout_length=20, autoaugment='none',
+      crop_fill=128, cutout_length=20, autoaugment='none', validation_examples=0,
       **config_defaults.TEXT_DATASET_DEFAULTS))
 
 

@@ -89,3 +89,15 @@ def test_text_only_table_has_no_attack_columns(tmp_path):
   assert lines[0] == ('| config | seeds | epochs | clean, last | clean, best evaluation | '
                       'train time per run (s) |')
   assert lines[2].split(' | ')[3] == '80.00 ± 0.00' and 'no attacks (text data' in lines[5]
+
+
+def test_runs_with_a_validation_split_add_pgd_at_their_selected_checkpoint(tmp_path):
+  records = [dict(_record('erm_fashion_mnist', seed, 0.9, 0.1, None), pgd_selected=0.2 + seed / 10,
+                  selected_step=100) for seed in (0, 1)]
+  records += [_record('amp_fashion_mnist', seed, 0.9, 0.3, None) for seed in (0, 1)]
+  lines = _table(tmp_path, records)
+  assert lines[0].split(' | ')[5:8] == ['FGSM ε=0.1', 'PGD-20 ε=0.1',
+                                        'PGD-20 at the selected checkpoint ε=0.1']
+  assert lines[2].split(' | ')[6:8] == ['10.00 ± 0.00', '25.00 ± 7.07']  # last vs selected
+  assert lines[3].split(' | ')[7] == '—'  # no validation split: nothing selected on it
+  assert 'the checkpoint with the best validation metric' in '\n'.join(lines)

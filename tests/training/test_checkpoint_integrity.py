@@ -129,7 +129,7 @@ def test_resuming_skips_a_damaged_checkpoint_moves_it_aside_and_keeps_the_result
   assert os.path.isdir(moved_to)
   # Steps 6..8 were trained again, identically, and saved anew (orbax would skip a step it holds).
   with open(os.path.join(path, 'results.json')) as f:
-    assert json.load(f) == results
+    assert helpers.without_timings(json.load(f)) == helpers.without_timings(results)
   assert checkpointing.saved_steps(os.path.join(path, 'checkpoints')) == [5, 8]
   runs.load_run(path, step=8)
 
