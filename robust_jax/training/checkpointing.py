@@ -189,7 +189,7 @@ class Checkpointer:
     Raises CheckpointError when the previous save failed, or when this one cannot start, e.g.
     because the disk has less free space than the state takes (`_require_free_space`).
     """
-    self._finish_saving()
+    self.finish_saving()
     _require_free_space(self._directory, step, state)
     self._saving = step
     with _cleaning_up_failed_save(self._directory, step):
@@ -201,10 +201,11 @@ class Checkpointer:
 
   def close(self) -> None:
     """Waits for the last save; raises CheckpointError when it failed."""
-    self._finish_saving()
+    self.finish_saving()
     self._manager.close()
 
-  def _finish_saving(self) -> None:
+  def finish_saving(self) -> None:
+    """Waits for the save in flight, if any; raises CheckpointError when it failed."""
     if self._saving is None:
       return
     try:

@@ -85,8 +85,9 @@ class PeriodicEvaluation:
     value = results[split][name]
     improved = not self.history or value > max(v for _, v in self.history)
     self.history.append((step, value))
-    if improved:
-      self._best.save(step, state)
+    if improved:  # written before the rolling checkpoint starts: two orbax managers finalising
+      self._best.save(step, state)  # at once across processes can fail (seen on 2 processes)
+      self._best.finish_saving()
     return improved
 
   def selected(self) -> dict:
