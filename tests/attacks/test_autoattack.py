@@ -143,6 +143,55 @@ def test_sequence_attacks_only_the_still_robust_and_keeps_the_first_break():
       'clean': 18 / N, 'a': 15 / N, 'b': 13 / N}
 
 
+def _padding_trap(breaks, value, calls, padding):
+  """`_stand_in` for sharded, padded chunks: it also records each chunk's size and devices, and
+  moves every padding row (a repeat of an example this attack has already seen: the chunk is
+  padded with copies of the first example attacked) to class 3, wrong for every label here, so a
+  padding row that counted would break that example with class 3."""
+  def attack(images, labels, key):
+    del labels, key
+    calls.append((images.shape[0], len(images.sharding.device_set)))
+    seen, moved = set(padding['seen']), np.asarray(images).copy()
+    for position, row in enumerate(ROW_OF(images).tolist()):
+      if row in seen:
+        moved[position, 0] = 0.75
+        padding['rows'] += 1
+      elif row in breaks:
+        moved[position, 0] = value
+      seen.add(row)
+    padding['seen'] = seen
+    return jnp.asarray(moved)
+  return attack
+
+
+def test_sequence_on_eight_devices_keeps_first_breaks_and_never_counts_padding(eight_devices):
+  # 21 examples, chunks of 16 over 8 devices. Clean: 1 and 4 misclassified. 'a' attacks 19:
+  # chunks of 16 and 3 + 5 padding rows; it breaks 5, 7, 12, 13. 'b' attacks the other 15: one
+  # chunk, 15 + 1 padding row; it would break 7 again (with another image) and breaks 11, 20.
+  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(eight_devices), ('data',)),
+                                        jax.sharding.PartitionSpec('data'))
+  n = 21
+  labels = np.asarray([i % 3 for i in range(n)], np.int32)
+  images = np.stack([labels / 4, np.arange(n) / N], 1).astype(np.float32)
+  images[[1, 4], 0] = 0.75
+  calls, padding = ([], []), ({'seen': set(), 'rows': 0}, {'seen': set(), 'rows': 0})
+  attack_a = _padding_trap({5, 7, 12, 13}, 1.0, calls[0], padding[0])
+  attack_b = _padding_trap({7, 11, 20}, 0.9, calls[1], padding[1])
+  result = run_sequence(_classify, images, labels, jax.random.key(0),
+                        [('a', attack_a), ('b', attack_b)], batch_size=16, sharding=sharding)
+  expected = np.full(n, -1)
+  expected[[1, 4]], expected[[5, 7, 12, 13]], expected[[11, 20]] = 0, 1, 2
+  np.testing.assert_array_equal(result.broken_by, expected)  # example 0, padded twice, robust
+  np.testing.assert_array_equal(result.adversarial[[5, 7, 12, 13], 0], 1.0)  # 'a's, kept
+  np.testing.assert_array_equal(result.adversarial[[11, 20], 0], np.float32(0.9))
+  untouched = expected <= 0
+  np.testing.assert_array_equal(result.adversarial[untouched], images[untouched])
+  assert padding[0]['seen'] == set(range(n)) - {1, 4}
+  assert padding[1]['seen'] == set(range(n)) - {1, 4, 5, 7, 12, 13}
+  assert calls == ([(16, 8), (8, 8)], [(16, 8)])  # padded, split over the 8 devices
+  assert (padding[0]['rows'], padding[1]['rows']) == (5, 1)  # the trap was set
+
+
 def test_chunks_are_padded_by_less_than_an_eighth_to_few_sizes():
   assert _chunk_sizes(1000, 500, 1) == [(500, 500), (500, 500)]
   assert _chunk_sizes(24, 500, 1) == [(24, 24)]  # was padded to 64: 2.7× the work

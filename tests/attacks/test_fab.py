@@ -192,3 +192,66 @@ def test_a_bad_argument_gives_one_line_naming_it(make_call, error, message):
     make_call()
   assert re.search(message, str(raised.value)), str(raised.value)
   assert '\n' not in str(raised.value)
+
+
+# ----------------------------------------------------------------------------- choices (#28)
+# FAB-T attacks the classes ranked 2, ..., k + 1 by the clean logits (at most C - 1 of them; the
+# reference's fab_base.py: `output.sort(dim=-1)[1][:, -target_class]`, target_class = 2..k + 1).
+# Hand-made model, per example: z_y = 1 whatever x (s_y = 0) and z_j = s_j x_j + b_j, so the
+# boundary with class j moves x_j alone and lies at L∞ distance D_j = (1 - z_j) / s_j from
+# x = 0.5. The class of rank r has z = 1.1 - 0.1 r and the distance DISTANCES[i][r - 2]: the
+# coordinate FAB-T moves and the norm it finds tell which target won.
+RANKED_CLASSES = np.asarray([[1, 2, 3, 4, 5], [5, 3, 0, 4, 1], [0, 4, 1, 3, 2]])  # ranks 2..6
+RANKED_LABELS = np.asarray([0, 2, 5])
+DISTANCES = np.asarray([[.40, .30, .20, .10, .05],  # the lower the rank, the nearer
+                        [.05, .10, .20, .30, .40],  # rank 2 nearest
+                        [.30, .20, .05, .10, .40]])  # rank 4 nearest
+
+
+def ranked_problem():
+  """(logits_fn, images (3, 6) = 0.5, labels) of the model above."""
+  clean = np.zeros((3, 6), np.float32)
+  scale = np.zeros((3, 6), np.float32)
+  clean[np.arange(3), RANKED_LABELS] = 1.0
+  for i in range(3):
+    clean[i, RANKED_CLASSES[i]] = 1.1 - 0.1 * np.arange(2, 7)
+    scale[i, RANKED_CLASSES[i]] = (1.0 - clean[i, RANKED_CLASSES[i]]) / DISTANCES[i]
+  bias = jnp.asarray(clean - 0.5 * scale)
+  scale = jnp.asarray(scale)
+  images = jnp.full((3, 6), 0.5, jnp.float32)
+  np.testing.assert_array_equal(np.argsort(-np.asarray(images * scale + bias), -1)[:, 1:],
+                                RANKED_CLASSES)
+  return lambda x: x * scale + bias, images, jnp.asarray(RANKED_LABELS)
+
+
+def moved_class_and_norm(adversarial, norms):
+  """Per example, the one coordinate FAB moved (the target it kept) and the norm found."""
+  moved = np.asarray(adversarial) != 0.5
+  assert np.all(moved.sum(-1) == 1), moved
+  return np.argmax(moved, -1), np.asarray(norms)
+
+
+@pytest.mark.parametrize('num_target_classes,last_rank', [(1, 2), (2, 3), (9, 6)])
+def test_fab_t_attacks_exactly_the_ranks_2_to_k_plus_1_capped_at_c_minus_1(num_target_classes,
+                                                                            last_rank):
+  # Without epsilon each example keeps its smallest norm over the targets attacked: the nearest
+  # boundary among ranks 2..last_rank (9 targets on 6 classes: ranks 2..6, all C - 1 of them).
+  logits_fn, images, labels = ranked_problem()
+  moved, norms = moved_class_and_norm(*fab(logits_fn, images, labels, num_steps=10, targeted=True,
+                                           num_target_classes=num_target_classes))
+  attacked = DISTANCES[:, :last_rank - 1]
+  winner = np.argmin(attacked, -1)  # index r - 2 of the winning rank r
+  np.testing.assert_array_equal(moved, RANKED_CLASSES[np.arange(3), winner])
+  np.testing.assert_allclose(norms, attacked.min(-1), rtol=0.02)
+
+
+def test_fab_t_with_epsilon_keeps_the_first_target_in_rank_order_within_epsilon():
+  # ε = 0.35: example 0's rank-2 boundary (0.4) is out of reach, so rank 3 (0.3) is kept although
+  # ranks 4..6 are nearer; examples 1 and 2 keep rank 2 (0.05; 0.3, though rank 4 is at 0.05).
+  # An example within ε takes part in no later run (target × restart), as in the reference.
+  logits_fn, images, labels = ranked_problem()
+  moved, norms = moved_class_and_norm(*fab(logits_fn, images, labels, num_steps=10, epsilon=0.35,
+                                           targeted=True))
+  kept = np.asarray([1, 0, 0])  # index r - 2 of the rank kept
+  np.testing.assert_array_equal(moved, RANKED_CLASSES[np.arange(3), kept])
+  np.testing.assert_allclose(norms, DISTANCES[np.arange(3), kept], rtol=0.02)

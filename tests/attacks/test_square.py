@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robust_jax import attacks
-from robust_jax.attacks.square import (_l2_query, _linf_query, _window, _window_sides,
+from robust_jax.attacks.square import (_corners, _l2_query, _linf_query, _window, _window_sides,
                                        l2_window_pattern, p_schedule, square)
 
 KEY = jax.random.key(0)
@@ -66,6 +66,35 @@ def test_window_is_the_side_by_side_square_at_its_corner():
     expected = np.zeros((7, 9), bool)
     expected[corner[0]:corner[0] + side, corner[1]:corner[1] + side] = True
     np.testing.assert_array_equal(mask, expected)
+
+
+def reference_corners(height, width, side):
+  """Every top-left corner the reference can draw: random_int(0, H - s) = ⌊(H - s) u⌋ with
+  u ~ U[0, 1) (fra31/auto-attack, square.py; the original square-attack's randint(0, h - s) alike),
+  i.e. rows 0..H - s - 1, only 0 when s = H; columns likewise."""
+  return set(itertools.product(range(max(height - side, 1)), range(max(width - side, 1))))
+
+
+@pytest.mark.parametrize('height,width,side', [(6, 6, 2), (6, 6, 1), (6, 5, 3), (5, 6, 4),
+                                               (6, 6, 6)])
+def test_window_corners_reach_exactly_the_reference_positions(height, width, side):
+  # 2,000 draws: each of the at most 25 corners is missed with probability < 25 (24/25)^2000.
+  corners = np.asarray(_corners(KEY, 2000, jnp.asarray(side), height, width))
+  assert set(map(tuple, corners.tolist())) == reference_corners(height, width, side)
+
+
+def test_linf_query_windows_lie_inside_the_image_at_every_reference_corner():
+  # The window each query changes, over 400 keys on a 6 × 6 image with s = 2: always a whole
+  # 2 × 2 square inside the image, its corner running over rows and columns 0..3.
+  images = jnp.full((1, 6, 6, 1), 0.5, jnp.float32)
+  keys = jax.random.split(jax.random.key(3), 400)
+  proposals = jax.jit(jax.vmap(lambda key: _linf_query(key, images, images, 0.1, 2)))(keys)
+  corners = set()
+  for changed in np.asarray(proposals != images)[:, 0, ..., 0]:
+    rows, cols = np.nonzero(changed)
+    assert changed.sum() == 4 and np.ptp(rows) == 1 and np.ptp(cols) == 1
+    corners.add((int(rows.min()), int(cols.min())))
+  assert corners == reference_corners(6, 6, 2)
 
 
 def test_linf_query_moves_one_window_to_the_ball_surface_with_one_sign_per_channel():
