@@ -80,10 +80,13 @@ def row_table(row: str, records: dict[str, list[dict]]) -> str:
 
 
 def read_records(row_dir: str, row: str) -> dict[str, list[dict]]:
-  """compare.py's finished records of the row's two configs, per method."""
+  """compare.py's finished records of the row's two configs, per method (seeds trained as
+  replicas, in replicas/seed<k>, or one by one, in seed<k>)."""
   records = {}
   for method in METHODS:
-    for path in sorted(glob.glob(os.path.join(row_dir, f'{method}_{row}', 'seed*', 'compare.json'))):
+    config_dir = os.path.join(row_dir, f'{method}_{row}')
+    for path in sorted(glob.glob(os.path.join(config_dir, 'seed*', 'compare.json'))
+                       + glob.glob(os.path.join(config_dir, 'replicas', 'seed*', 'compare.json'))):
       with open(path) as f:
         records.setdefault(method, []).append(json.load(f))
   return records

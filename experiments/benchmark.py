@@ -4,6 +4,7 @@ optionally vs a PyTorch twin of the same model and objective.
     python experiments/benchmark.py [--configs=configs/erm.py:fashion_mnist,configs/amp.py:...]
         [--rounds=7 --steps=10 --json_out=bench.json] [--set=train.batch_size=512,...]
         [--no_augment] [--torch [--torch_channels_last --torch_compile]]
+    python experiments/benchmark.py --replicas=1,3,8 [--configs=...] [--rounds=5 --steps=2]
 
 The first config is the ERM baseline the others' "× ERM" column divides by. `--set` applies
 config overrides (`robust_jax/config/overrides.py`, 'KEY.PATH=VALUE', comma-separated) to every
@@ -26,6 +27,12 @@ intra-op threads as XLA:CPU's pool ($PJRT_NPROC or $NPROC, else the CPUs this pr
 as XLA's `DefaultThreadPoolSize`), augmenting as robust_jax does unless `--no_augment`. Its
 column "÷ PyTorch" is robust_jax's time / PyTorch's time (median of per-round ratios; < 1:
 robust_jax is faster).
+
+`--replicas=1,3,8` (`experiments/replica_benchmark.py`) instead times the train step of R replicas
+(`train.seeds`) for each R, sequential, unrolled and vmapped, as the trainer builds it on one
+device: compile time, median time per step and per replica, and the per-replica time ÷ R = 1's
+(paired per round), for `--configs` if given, else ERM and PGD-10 AT of the default CNN. Its steps
+take seconds: docs/benchmark.md times them with --rounds=5 --steps=2.
 """
 from __future__ import annotations
 
@@ -44,6 +51,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from experiments import replica_benchmark  # noqa: E402
 from tests.oracles import reference_steps  # noqa: E402
 from robust_jax import data, objectives, sharding  # noqa: E402
 from robust_jax.config import overrides as config_overrides
@@ -69,6 +77,10 @@ _TORCH = flags.DEFINE_bool('torch', False, 'Also time the PyTorch twin of every 
 _TORCH_CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False,
                                          'PyTorch twin: channels_last memory format.')
 _TORCH_COMPILE = flags.DEFINE_bool('torch_compile', False, 'PyTorch twin: torch.compile the model.')
+_REPLICAS = flags.DEFINE_list('replicas', [], 'Replica mode (experiments/replica_benchmark.py): '
+                              'time R replicas in one program for each R given, e.g. 1,3,8, '
+                              'unrolled and vmapped, of --configs if given, else ERM and PGD-AT.')
+_REPLICA_CONFIGS = ['configs/fashion_mnist_cnn.py', 'configs/fashion_mnist_adversarial.py:pgd']
 
 
 def xla_cpu_threads() -> int:
@@ -128,22 +140,38 @@ def _synthetic_tokens(rng: np.random.Generator, batch_size: int, spec) -> np.nda
   return np.where(np.arange(max_length) < lengths[:, None], tokens, 0).astype(np.int32)
 
 
-def benchmark(config, rounds: int, steps: int, *, augment: bool = True, pytorch: bool = False,
-              torch_channels_last: bool = False, torch_compile: bool = False) -> dict:
-  validation.validate_config(config)
-  mesh = sharding.make_mesh(sharding.select_devices(config.train.num_devices))
+def _synthetic_inputs(config, augment: bool):
+  """(dataset spec, model, augment_fn, batch(rng) -> one synthetic host batch) of `config`."""
   spec = data.spec_for(config.dataset)
   batch_size = config.train.batch_size
   model = build_model(config.model, spec, objectives.build_feature_transforms(config),
                       compute_dtype=config.train.compute_dtype)
-  optimizer, _ = optim.make_optimizer(config.optimizer, 100, 10_000)
   text = spec.modality == 'text'
   augment_fn = (data.augment_fn_for(config.dataset) if augment or text  # text: the identity
                 else pipeline.make_augment_fn('none', 0))
-  rng = np.random.default_rng(0)
-  host_batch = {'image': _synthetic_tokens(rng, batch_size, spec) if text else
-                rng.integers(0, 256, (batch_size, *spec.image_shape), np.uint8),
-                'label': rng.integers(0, spec.num_classes, batch_size).astype(np.int32)}
+
+  def batch(rng: np.random.Generator) -> dict:
+    return {'image': _synthetic_tokens(rng, batch_size, spec) if text else
+            rng.integers(0, 256, (batch_size, *spec.image_shape), np.uint8),
+            'label': rng.integers(0, spec.num_classes, batch_size).astype(np.int32)}
+
+  return spec, model, augment_fn, batch
+
+
+def _environment() -> dict:
+  return {'platform': platform.platform(),
+          'versions': {'jax': jax.__version__, 'flax': flax.__version__,
+                       'optax': optax.__version__, 'python': platform.python_version()}}
+
+
+def benchmark(config, rounds: int, steps: int, *, augment: bool = True, pytorch: bool = False,
+              torch_channels_last: bool = False, torch_compile: bool = False) -> dict:
+  validation.validate_config(config)
+  mesh = sharding.make_mesh(sharding.select_devices(config.train.num_devices))
+  spec, model, augment_fn, make_batch = _synthetic_inputs(config, augment)
+  batch_size = config.train.batch_size
+  optimizer, _ = optim.make_optimizer(config.optimizer, 100, 10_000)
+  host_batch = make_batch(np.random.default_rng(0))
   batch = jax.device_put(host_batch, sharding.batch_sharded(mesh))
   replicated = sharding.replicated(mesh)
   init = jax.jit(lambda k: train_state.init_train_state(model, optimizer, k, spec.image_shape),
@@ -212,16 +240,35 @@ def benchmark(config, rounds: int, steps: int, *, augment: bool = True, pytorch:
       'robust_jax_round_s': general_times, 'hand_written_round_s': hand_times,
       **extra,
       'rounds': rounds, 'steps_per_round': steps,
-      'device': f'{jax.devices()[0].device_kind} x{jax.device_count()}',
-      'platform': platform.platform(),
-      'versions': {'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__,
-                   'python': platform.python_version()},
+      'device': f'{jax.devices()[0].device_kind} x{jax.device_count()}', **_environment(),
   }
+
+
+def _main_replicas(overrides: list[str]) -> None:
+  if _TORCH.value:
+    raise app.UsageError('--torch does not apply to --replicas')
+  results = []
+  for spec in _CONFIGS.value if flags.FLAGS['configs'].present else _REPLICA_CONFIGS:
+    config = config_overrides.apply_overrides(load_config_file(spec), overrides)
+    data_spec, model, augment_fn, make_batch = _synthetic_inputs(config, not _NO_AUGMENT.value)
+    results.append({'name': config_name(spec), 'overrides': overrides, **_environment(),
+                    **replica_benchmark.benchmark_replicas(
+                        config, [int(r) for r in _REPLICAS.value], _ROUNDS.value, _STEPS.value,
+                        augment=not _NO_AUGMENT.value, spec=data_spec, model=model,
+                        augment_fn=augment_fn, make_batch=make_batch)})
+    print(json.dumps(results[-1]), flush=True)
+  print('\n' + replica_benchmark.table(results))
+  if _JSON_OUT.value:
+    with open(_JSON_OUT.value, 'w') as f:
+      json.dump(results, f, indent=2)
 
 
 def main(argv):
   del argv
   overrides = config_overrides.split_overrides(_SET.value)
+  if _REPLICAS.value:
+    _main_replicas(overrides)
+    return
   results = []
   for spec in _CONFIGS.value:
     config = config_overrides.apply_overrides(load_config_file(spec), overrides)

@@ -5,7 +5,12 @@ r"""Trains a list of configs over several seeds, evaluates each, and writes a co
         --configs=configs/erm.py:fashion_mnist,configs/amp.py:fashion_mnist,... \
         --seeds=0,1,2 --num_epochs=1 --epsilon=0.1 --attack_examples=1000
 
-Each (config, seed) trains in OUTPUT_DIR/<config>_<variant>/seed<k> (rerunning resumes and skips
+The seeds of a config train as replicas in one program (`robust_jax.training.replicas`; each
+replica equals its separate run) in OUTPUT_DIR/<config>_<variant>, each seed's run in its
+replicas/seed<k>; `--replicas=false`, and by default a paper-scale config
+(`train.require_accelerator`), trains them one after the other, each seed in
+OUTPUT_DIR/<config>_<variant>/seed<k>. A run's train time is then the replica run's divided by
+the number of seeds. Each (config, seed) run (rerunning resumes and skips
 finished runs, refusing a finished run made with other epochs, overrides or attack settings;
 `--table_only` tabulates the finished ones and neither trains nor attacks), then is evaluated:
 clean accuracy on the full test set, FGSM (one step of ε) and PGD-k (L∞, random start, step ε/4)
@@ -39,6 +44,7 @@ from robust_jax.training import loop as train  # noqa: E402
 from robust_jax.config import overrides as config_overrides
 from robust_jax.evaluation import robustness
 from robust_jax.config.files import config_name, load_config_file  # noqa: E402
+from robust_jax.training import run_layout  # noqa: E402
 from robust_jax.training.runs import load_run  # noqa: E402
 
 _CONFIGS = flags.DEFINE_list('configs', None, 'Config files with variant, path:variant.',
@@ -54,19 +60,17 @@ _ATTACK_EXAMPLES = flags.DEFINE_integer('attack_examples', 1000, 'Test images at
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'workdirs/compare', 'Where runs and tables go.')
 _AUTOATTACK = flags.DEFINE_bool('autoattack', False,
                                  'Also run the standard AutoAttack at ε: one more column.')
+_REPLICAS = flags.DEFINE_enum(
+    'replicas', 'auto', ['auto', 'true', 'false'],
+    "Train a config's seeds as replicas in one program ('true'), one by one ('false'), or "
+    "'auto': as replicas unless the config is paper-scale (train.require_accelerator: one "
+    'model fills a device, and replicas would multiply its memory).')
 _TABLE_ONLY = flags.DEFINE_bool(
     'table_only', False, 'Write the table from the finished runs only; train and attack nothing.')
 
 
-def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
-  """Trains (or reuses) one run and returns its row of the table."""
-  record_path = os.path.join(workdir, 'compare.json')
-  if os.path.exists(record_path):
-    record = load_record(record_path)
-    if _AUTOATTACK.value and record['fgsm'] is not None and record.get('autoattack') is None:
-      add_autoattack(record, workdir)
-      json_utils.dump(record, record_path)
-    return record
+def run_config(spec: str, seed: int):
+  """The config of `spec`'s run with `seed`, as this command's flags set it."""
   config = config_overrides.apply_overrides(load_config_file(spec), _overrides())
   config.seed = seed
   if _NUM_EPOCHS.value:
@@ -74,16 +78,61 @@ def train_and_attack(spec: str, seed: int, workdir: str) -> dict:
   config.robustness.update(epsilons=(_EPSILON.value,), attacks=('fgsm', 'pgd'),
                            pgd_steps=_PGD_STEPS.value, pgd_relative_step_size=0.25,
                            num_examples=_ATTACK_EXAMPLES.value)
+  return config
+
+
+def as_replicas(spec: str) -> bool:
+  """Whether `spec`'s seeds train as replicas (`--replicas`)."""
+  if _REPLICAS.value == 'auto':
+    return not run_config(spec, 0).train.require_accelerator
+  return _REPLICAS.value == 'true'
+
+
+def run_folder(spec: str, seed: int) -> str:
+  """Where the run of `spec` with `seed` is: a replica folder, or a folder of its own."""
+  config_dir = os.path.join(_OUTPUT_DIR.value, config_name(spec))
+  if as_replicas(spec):
+    return os.path.join(config_dir, run_layout.REPLICAS_FOLDER, f'seed{seed}')
+  return os.path.join(config_dir, f'seed{seed}')
+
+
+def train_replicas(spec: str, seeds: list[int]) -> float | None:
+  """Trains the seeds of `spec` that have no record yet as replicas in one program; returns the
+  training time per replica (None when every seed has its record)."""
+  if all(os.path.exists(os.path.join(run_folder(spec, seed), 'compare.json')) for seed in seeds):
+    return None
+  config = run_config(spec, seeds[0])
+  config.train.seeds = tuple(seeds)
   start = time.perf_counter()
-  results = train.train_and_evaluate(config, workdir)
-  train_seconds = time.perf_counter() - start
+  results = train.train_and_evaluate(config, os.path.join(_OUTPUT_DIR.value, config_name(spec)))
+  if 'stopped_at_step' in results:
+    sys.exit(f'interrupted at step {results["stopped_at_step"]}; rerun to resume')
+  return (time.perf_counter() - start) / len(seeds)
+
+
+def train_and_attack(spec: str, seed: int, workdir: str,
+                     replica_seconds: float | None = None) -> dict:
+  """Trains (or reuses) one run and returns its row of the table; `replica_seconds`: the run
+  was trained as a replica (in `workdir`, a replica folder), in that much time per replica."""
+  record_path = os.path.join(workdir, 'compare.json')
+  if os.path.exists(record_path):
+    record = load_record(record_path)
+    if _AUTOATTACK.value and record['fgsm'] is not None and record.get('autoattack') is None:
+      add_autoattack(record, workdir)
+      json_utils.dump(record, record_path)
+    return record
+  config = run_config(spec, seed)
+  start = time.perf_counter()
+  results = train.train_and_evaluate(config, workdir)  # a finished replica: evaluated only
+  train_seconds = replica_seconds or time.perf_counter() - start
   if 'stopped_at_step' in results:
     sys.exit(f'interrupted: {workdir} saved step {results["stopped_at_step"]}; rerun to resume')
   record = {'config': config_name(spec), 'seed': seed, 'epochs': results['epochs'],
             'clean': results['test_accuracy'], 'clean_best': results['best_test_accuracy'],
             'fgsm': None, 'pgd': None, 'pgd_selected': None,
             'selected_step': results.get('selected', {}).get('step'),
-            'train_seconds': train_seconds, 'attack_examples': None,
+            'train_seconds': train_seconds, 'replicas': bool(replica_seconds),
+            'attack_examples': None,
             'epsilon': None, 'pgd_steps': None, 'overrides': _overrides(), 'warnings': []}
   if data.spec_for(config.dataset).modality != 'text':
     config, model, params, model_state, splits, mesh = load_run(workdir)
@@ -279,15 +328,21 @@ def main(argv):
   os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   start = time.perf_counter()
   records = []
-  for seed in _SEEDS.value:  # seeds outermost: a stopped run still covers every config
+  seeds = [int(seed) for seed in _SEEDS.value]
+  replica_seconds = {spec: train_replicas(spec, seeds) for spec in _CONFIGS.value
+                     if not _TABLE_ONLY.value and as_replicas(spec)}
+  for seed in seeds:  # seeds outermost: a stopped run still covers every config
     for spec in _CONFIGS.value:
-      workdir = os.path.join(_OUTPUT_DIR.value, config_name(spec), f'seed{seed}')
-      record_path = os.path.join(workdir, 'compare.json')
-      if _TABLE_ONLY.value:  # neither trains nor attacks
-        if os.path.exists(record_path):
-          records.append(load_record(record_path))
+      if _TABLE_ONLY.value:  # neither trains nor attacks; runs made either way are found
+        config_dir = os.path.join(_OUTPUT_DIR.value, config_name(spec))
+        found = [path for path in (
+            os.path.join(config_dir, run_layout.REPLICAS_FOLDER, f'seed{seed}', 'compare.json'),
+            os.path.join(config_dir, f'seed{seed}', 'compare.json')) if os.path.exists(path)]
+        if found:
+          records.append(load_record(found[0]))
         continue
-      records.append(train_and_attack(spec, int(seed), workdir))
+      records.append(train_and_attack(spec, seed, run_folder(spec, seed),
+                                      replica_seconds.get(spec)))
       print(json.dumps(records[-1]), flush=True)
   if not records:
     raise app.UsageError(f'no finished runs in {_OUTPUT_DIR.value}')

@@ -15,8 +15,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from robust_jax.config.schema import ConfigError
 
 __all__ = ['CUDA_INSTALL', 'DATA_AXIS', 'batch_sharded', 'check_batch', 'describe', 'device_facts',
-           'make_mesh', 'maybe_initialize_distributed', 'replicated', 'require_accelerator',
-           'select_devices']
+           'make_mesh', 'maybe_initialize_distributed', 'replica_batch_sharded', 'replicated',
+           'require_accelerator', 'select_devices']
 
 DATA_AXIS = 'data'
 # The install line of README.md's "GPU and TPU hosts" (Python 3.11; constraints-latest.txt on 3.12).
@@ -124,3 +124,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replica_batch_sharded(mesh: Mesh) -> NamedSharding:
+  """(R, B, ...) batches of replicas: each replica's batch split over the devices."""
+  return NamedSharding(mesh, P(None, DATA_AXIS))

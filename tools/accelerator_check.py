@@ -23,7 +23,10 @@ In order, each part skipped (and listed as such) once `--budget_s` is spent:
      their weight perturbations, `objectives.require_float32_weights`), each at its config's batch,
      against the hand-written JAX step and, where one exists, the PyTorch twin; PreActResNet-18 ERM
      and PGD-10 AT also at batch 512 in bfloat16, issue #24's targets;
-  6. GPU-hours per row of the AMP table (ERM and AMP, 3 seeds), from the measured steps.
+  6. GPU-hours per row of the AMP table (ERM and AMP, 3 seeds), from the measured steps;
+  7. (before 5, at most 150 s, not with --tiny) the step time of 1 and 8 replicas
+     (`robust_jax.training.replicas`) of the CNN (ERM, PGD-10 AT) and PreActResNet-18 (ERM) in
+     each batching, `experiments/benchmark.py --replicas`.
 It writes accelerator.json and accelerator.md (`tools/accelerator_report.py`) into `--out_dir`
 (default experiments/results/accelerator/<device>/; --tiny: a temporary folder).
 """
@@ -73,6 +76,8 @@ MODELS = {
 }
 FLOAT32_ONLY = ('AMP', 'DropAttack')
 TARGET_BATCH = 512  # issue #24's PreActResNet-18 targets
+# issue #26: R = 1 and 8 replicas, each batching; its target: 8 CNN replicas in at most 2× one's time
+REPLICA_CELLS = (('CNN', 'ERM'), ('CNN', 'PGD-10 AT'), ('PreActResNet-18', 'ERM'))
 # The check's own settings per mode: timed rounds × steps; host-overhead runs of N and N' steps;
 # the Fashion-MNIST run's steps (0: the `:quick` epoch), checkpoint cadence, accuracy floor and
 # test examples (0: all).  The budget is --budget_s's default.
@@ -202,6 +207,25 @@ def run_step_groups(groups, settings, tiny: bool, torch_flags, budget, raw: str,
       _write(os.path.join(raw, f'{group["name"]}.status'),
              'stopped at the time budget' if status == 124
              else f'benchmark.py failed (exit {status}), see benchmark.log')
+
+
+def replica_steps(settings, budget, raw: str, out: str) -> dict:
+  """Step time of R = 1 and 8 replicas of `REPLICA_CELLS` in each batching
+  (`experiments/benchmark.py --replicas`), within at most 150 s of the budget."""
+  reason = budget.skip_reason(60)
+  if reason:
+    return {'status': reason}
+  specs = [cell_config(raw, model, method, None) for model, method in REPLICA_CELLS]
+  path = os.path.join(raw, 'replicas.json')
+  status, _ = _run([sys.executable, 'experiments/benchmark.py', '--replicas=1,8',
+                    f'--configs={",".join(specs)}', f'--rounds={settings["rounds"]}',
+                    f'--steps={settings["steps"]}', f'--json_out={path}'],
+                   Budget(min(budget.left(), 150)), os.path.join(out, 'benchmark.log'))
+  if status:
+    return {'status': 'stopped at the time budget' if status == 124
+            else f'failed (exit {status}), see benchmark.log'}
+  with open(path) as f:
+    return {'status': 'ok', 'results': json.load(f)}
 
 
 def _write(path: str, text: str) -> None:
@@ -393,17 +417,23 @@ def main(argv=None) -> int:
     torch_flags = ['--torch', '--torch_channels_last'] + (['--torch_compile']
                                                           if args.torch_compile else [])
     os.environ['XLA_PYTHON_CLIENT_MEM_FRACTION'] = '0.5'  # leave the twin half of the memory
+  replica = ({'status': 'not run with --tiny'} if tiny
+             else replica_steps(settings, budget, raw, out))
   groups = plan_step_groups(raw, tiny)
   run_step_groups(groups, settings, tiny, torch_flags, budget, raw, out)
   table = accelerator_report.rows(raw)
   report = {'environment': environment, 'tests': test_report, 'end_to_end': end_to_end,
-            'host_overhead': overhead, 'rows': table,
+            'host_overhead': overhead, 'rows': table, 'replicas': replica,
             'gpu_hours': accelerator_report.gpu_hours(table),
             'check_command': 'python3 tools/accelerator_check.py ' + ' '.join(argv or sys.argv[1:]),
             'budget_s': args.budget_s, 'seconds': args.budget_s - budget.left()}
   with open(os.path.join(out, 'accelerator.json'), 'w') as f:
     json.dump(report, f, indent=2)
   markdown = accelerator_report.markdown(report)
+  if replica['status'] == 'ok':
+    from experiments import replica_benchmark  # pylint: disable=g-import-not-at-top
+    markdown += ('\n\n## Replicas (issue #26: 8 CNN replicas in at most 2× the time of one)\n\n'
+                 + replica_benchmark.table(replica['results']))
   _write(os.path.join(out, 'accelerator.md'), markdown)
   print(markdown)
   print(f'wrote {out}/accelerator.md and accelerator.json ({environment["backend"]})')

@@ -57,7 +57,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.train = dict(batch_size=128, num_epochs=3, num_steps=0, log_every_steps=50, eval_every_epochs=1,
                  checkpoint_every_steps=1000, checkpoint_every_minutes=10.0,
                  max_checkpoints_to_keep=2, log_grad_norm=False, compute_dtype='float32',
-                 num_devices=0, require_accelerator=False, select_by='clean')
+                 num_devices=0, require_accelerator=False, select_by='clean', seeds=(),
+                 sweep=(), sweep_values=(), replica_batching='auto')
   c.eval = dict(batch_size=1000, num_examples=0, robust_examples=0)
   c.robustness = dict(norm='linf', epsilons=('0', '0.1'), attacks=('fgsm', 'pgd', 'apgd_ce', 'apgd_dlr'),
                       pgd_steps=20, pgd_relative_step_size=0.25, pgd_restarts=1, apgd_steps=100,

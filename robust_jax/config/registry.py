@@ -27,6 +27,9 @@ class Entry(Generic[Builder]):
   # check(config) raises ConfigError when this component does not make sense with the rest of the
   # config (e.g. TRADES with an input adversary); None when every combination is fine.
   check: Callable[[Any], None] | None = None
+  # the keys of `schema` whose values enter the compiled step only as numbers, so that replicas
+  # of one run may take different values of them in one program (`robust_jax.training.replicas`)
+  sweepable: tuple[str, ...] = ()
 
 
 class Registry(Generic[Builder]):
@@ -38,21 +41,26 @@ class Registry(Generic[Builder]):
 
   def register(self, name: str, schema: config_schema.Schema | None = None,
                check: Callable[[Any], None] | None = None,
-               defaults: Mapping[str, Any] | None = None):
+               defaults: Mapping[str, Any] | None = None, sweepable: tuple[str, ...] = ()):
     """Decorator: registers `build` under `name`.
 
     `schema` lists the section's keys besides `name`, `defaults` a value for each of them;
-    `check(config)` cross-checks the whole config.
+    `check(config)` cross-checks the whole config; `sweepable` names the float keys that `build`
+    only passes on as numbers (never branches on, never uses as a shape), so that they may be
+    traced values.
     """
     schema, defaults = dict(schema or {}), dict(defaults or {})
     if set(defaults) != set(schema):
       raise ValueError(f'{self.kind} {name!r}: defaults must give exactly the schema keys '
                        f'{sorted(schema)}, got {sorted(defaults)}')
+    if not set(sweepable) <= set(schema):
+      raise ValueError(f'{self.kind} {name!r}: sweepable keys {sorted(set(sweepable) - set(schema))}'
+                       ' are not schema keys')
 
     def decorator(build: Builder) -> Builder:
       if name in self._entries:
         raise ValueError(f'{self.kind} {name!r} is registered twice')
-      self._entries[name] = Entry(build, schema, defaults, check)
+      self._entries[name] = Entry(build, schema, defaults, check, tuple(sweepable))
       return build
     return decorator
 

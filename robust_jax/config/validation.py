@@ -9,7 +9,7 @@ from __future__ import annotations
 from robust_jax import data, models, objectives
 from robust_jax.config import schema as cs
 from robust_jax.evaluation import robustness
-from robust_jax.training import optim
+from robust_jax.training import optim, replicas
 from robust_jax import methods  # noqa: F401  (registers every method)
 
 __all__ = ['DISTRIBUTED_SCHEMA', 'EVAL_SCHEMA', 'PLAIN_SECTIONS', 'TOP_LEVEL', 'TRAIN_SCHEMA',
@@ -41,6 +41,14 @@ TRAIN_SCHEMA: cs.Schema = {
     # validation split when dataset.validation_examples > 0, else on the test set
     # (`training.periodic_evaluation`)
     'select_by': cs.one_of('clean', 'robust'),
+    # replicas (`robust_jax.training.replicas`): the seeds of R runs trained in one program
+    # (() = the config's seed alone), config keys swept across them and one value per key per
+    # point, and how the step maps over them
+    'seeds': cs.sequence_of(cs.seed(), unique=True),
+    'sweep': cs.sequence_of(cs.text(), unique=True),
+    'sweep_values': cs.sequence_of(cs.Field((int, float, tuple, list), allowed='a number, or a '
+                                            'tuple of one number per swept key')),
+    'replica_batching': cs.one_of(*replicas.BATCHINGS),
 }
 EVAL_SCHEMA: cs.Schema = {
     'batch_size': cs.integer(1),
@@ -90,6 +98,11 @@ def validate_config(config) -> None:
     if entry.check is not None:
       entry.check(config)
   models.check_dropout(config.model)  # after the components: MDL explains its own need of dropout
+  for replica in replicas.replica_specs(config):
+    try:
+      validate_config(replica.config)
+    except cs.ConfigError as error:
+      raise cs.ConfigError(f'replica {replica.name}: {error}') from None
 
 
 _DISTRIBUTED_DEFAULTS = {'coordinator_address': '', 'num_processes': 1, 'process_id': 0}

@@ -47,6 +47,7 @@ _COMMON: cs.Schema = {
     'random_start': cs.boolean(),
     'model_mode': cs.one_of(*MODEL_MODES),
 }
+_SWEEPABLE = ('epsilon', 'step_size')
 
 
 def _check(config):
@@ -96,6 +97,7 @@ def _adversarial_loss(config, model: ModelFns, loss_fn: LossFn,
 
 
 @ADVERSARIES.register('pgd', {**_COMMON, 'num_steps': cs.integer(1)}, check=_check,
+                      sweepable=_SWEEPABLE,
                       defaults=dict(epsilon=0.1, step_size=0.025, num_steps=10, norm='linf',
                                     random_start=True, model_mode='eval'))
 def pgd_adversary(config, model: ModelFns, loss_fn: LossFn) -> LossFn:
@@ -110,7 +112,7 @@ def pgd_adversary(config, model: ModelFns, loss_fn: LossFn) -> LossFn:
   return _adversarial_loss(config, model, loss_fn, attack)
 
 
-@ADVERSARIES.register('fgsm', _COMMON, check=_check,
+@ADVERSARIES.register('fgsm', _COMMON, check=_check, sweepable=_SWEEPABLE,
                       defaults=dict(epsilon=0.1, step_size=0.125, norm='linf', random_start=True,
                                     model_mode='eval'))
 def fgsm_adversary(config, model: ModelFns, loss_fn: LossFn) -> LossFn:

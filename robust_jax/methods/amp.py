@@ -152,7 +152,8 @@ def _check(config):
   require_float32_weights(config, "AMP (config.weight_perturbation.name='amp')")
 
 
-@WEIGHT_PERTURBATIONS.register('amp', SCHEMA, check=_check, defaults=DEFAULTS)
+@WEIGHT_PERTURBATIONS.register('amp', SCHEMA, check=_check, defaults=DEFAULTS,
+                               sweepable=('epsilon', 'inner_lr'))
 def amp(config, loss_fn: LossFn) -> LossFn:
   """Adapter: the objective L(θ + Δ) with Δ = `perturbation` of `loss_fn` (a robust_jax LossFn).
 

@@ -367,7 +367,8 @@ def gradient(loss_fn: Callable[..., typing.Any], params, inputs: jax.Array, key:
   return DropAttackGradient(total_loss, total_grad, clean_loss, aux, state)
 
 
-@WEIGHT_PERTURBATIONS.register('dropattack', SCHEMA, check=_check, defaults=DEFAULTS)
+@WEIGHT_PERTURBATIONS.register('dropattack', SCHEMA, check=_check, defaults=DEFAULTS,
+                               sweepable=('input_epsilon', 'weight_epsilon'))
 def dropattack(config, loss_fn: LossFn) -> LossFn:
   """Adapter: DropAttack's objective on a robust_jax LossFn, from `gradient`.
 
@@ -380,7 +381,8 @@ def dropattack(config, loss_fn: LossFn) -> LossFn:
 
 
 @WEIGHT_PERTURBATIONS.register('dropattack_embedding', EMBEDDING_SCHEMA, check=_check_embedding,
-                               defaults=EMBEDDING_DEFAULTS)
+                               defaults=EMBEDDING_DEFAULTS,
+                               sweepable=('input_epsilon', 'weight_epsilon'))
 def dropattack_embedding(config, loss_fn: LossFn) -> LossFn:
   """Adapter: DropAttack as the official text notebooks, the input term on the parameter tensors
   `config.input_paths` (the embedding table), the batch's token ids unchanged. config: the

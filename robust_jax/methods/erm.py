@@ -35,11 +35,11 @@ def one_hot_targets(config, num_classes: int) -> TargetsFn:
 
 @TARGETS.register('label_smoothing', {'smoothing': cs.real(
     0.0, 1.0, exclusive_maximum=True, note='smoothing 1 makes every target uniform: nothing to '
-    'learn')}, defaults={'smoothing': 0.1})
+    'learn')}, defaults={'smoothing': 0.1}, sweepable=('smoothing',))
 def label_smoothing_targets(config, num_classes: int) -> TargetsFn:
   """Adapter: labels (B,) -> (1 - s) e_y + s / C (B, C), s = config.smoothing (Szegedy et al.
   2016, Rethinking the Inception architecture, section 7)."""
-  smoothing = float(config.smoothing)
+  smoothing = config.smoothing
   return lambda labels: (1.0 - smoothing) * jax.nn.one_hot(labels, num_classes) + (
       smoothing / num_classes)
 

@@ -121,7 +121,8 @@ def loss(logits_k: jax.Array, labels: jax.Array, *, weight: float,
 
 
 @LOSSES.register('mdl', SCHEMA, check=_check,
-                 defaults={'num_subnetworks': 2, 'orthogonality_weight': 1.0})
+                 defaults={'num_subnetworks': 2, 'orthogonality_weight': 1.0},
+                 sweepable=('orthogonality_weight',))
 def mdl_loss(config, model: ModelFns, targets_fn: TargetsFn) -> LossFn:
   """Adapter: `terms` on K training-mode passes of `model`, one key each (split K of the key).
 

@@ -128,7 +128,8 @@ def loss(apply_fn: Callable[[object, jax.Array], jax.Array], params, images: jax
   return natural + beta * robust
 
 
-@LOSSES.register('trades', SCHEMA, check=_check, defaults=DEFAULTS)
+@LOSSES.register('trades', SCHEMA, check=_check, defaults=DEFAULTS,
+                 sweepable=('beta', 'epsilon', 'step_size'))
 def trades_loss(config, model: ModelFns, targets_fn: TargetsFn) -> LossFn:
   """Adapter: `terms` of a robust_jax model, the attack in `model_mode`, both passes in training
   mode. Key contract: split 4 -> (attack's model key, random start, clean pass, adversarial pass);

@@ -160,9 +160,11 @@ def verify_checksums(folder: str, step: int, run_id: str | None) -> bool:
 
 def check_restored(state, step: int) -> None:
   """Raises Damaged when the restored `state` holds another step than `step`, or a NaN or inf in
-  a float (parameters and optimizer state)."""
-  if hasattr(state, 'step') and int(state.step) != step:
-    raise Damaged(_holds_another_step(int(state.step), step))
+  a float (parameters and optimizer state); replicas' states hold `step` in every replica."""
+  if hasattr(state, 'step'):  # one step, or one per replica (`robust_jax.training.replicas`)
+    held = np.unique(np.asarray(jax.device_get(state.step)))
+    if np.any(held != step):
+      raise Damaged(_holds_another_step(int(held[held != step][0]), step))
   bad_leaf = _non_finite_leaf(state)
   if bad_leaf:
     raise Damaged(f'non-finite values in {bad_leaf}')

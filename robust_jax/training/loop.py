@@ -8,7 +8,9 @@ with a progress bar, logs one JSON line per `log_every_steps` and TensorBoard su
 says how many steps its means cover: the first after a resume covers only the steps since the
 resume), evaluates clean test accuracy on the test set (its first `eval.num_examples`; 0 = all)
 every `eval_every_epochs` and at the end, and checkpoints
-every `checkpoint_every_steps`, every `checkpoint_every_minutes` and at the end. SIGTERM or SIGINT
+every `checkpoint_every_steps`, every `checkpoint_every_minutes` and at the end. With `train.seeds` or
+`train.sweep` it trains R replicas in one program (`robust_jax.training.replicas`; each in
+`W/replicas/NAME`, `robust_jax.training.run_layout`). SIGTERM or SIGINT
 (preemption, Ctrl-C) checkpoints at the next step and returns (`robust_jax.training.preemption`). A
 non-finite loss stops the run and keeps the last good checkpoint; results.json is written only with
 a finite test loss. A resumed run ends with exactly the parameters of an uninterrupted one (on the
@@ -31,8 +33,8 @@ from robust_jax.data import pipeline
 from robust_jax.evaluation import learning_curves
 from robust_jax.models import build_model
 from robust_jax.training import checkpointing, metric_writer, optim, periodic_evaluation
-from robust_jax.training import preemption
-from robust_jax.training import state as train_state, step as train_step, workdir as workdir_lib
+from robust_jax.training import preemption, replicas, run_layout
+from robust_jax.training import state as train_state, workdir as workdir_lib
 from robust_jax.training import workdir_lock
 
 __all__ = ['NonFiniteLossError', 'train_and_evaluate']
@@ -45,30 +47,34 @@ class NonFiniteLossError(errors.UserError, FloatingPointError):
 class _MetricBuffer:
   """Holds per-step device metrics until the next log, so steps never wait for the host."""
 
-  def __init__(self):
-    self._pending, self._since = [], time.perf_counter()
+  def __init__(self, layout: run_layout.RunLayout):
+    self._layout, self._pending, self._since = layout, [], time.perf_counter()
 
   def add(self, metrics) -> None:
     self._pending.append(metrics)
 
-  def flush(self, step: int, batch_size: int) -> dict[str, float] | None:
-    """Mean of the buffered metrics, images/s and the number of steps averaged (the first line
-    after a resume covers only the steps since the resume); raises NonFiniteLossError on a bad
-    loss."""
+  def flush(self, step: int, batch_size: int) -> list[dict[str, float]] | None:
+    """Per run, the mean of the buffered metrics, images/s and the number of steps averaged (the
+    first line after a resume covers only the steps since the resume); raises
+    NonFiniteLossError on a bad loss of any run."""
     if not self._pending:
       return None
-    fetched = jax.device_get(self._pending)
-    losses = np.array([m['loss'] for m in fetched])
-    if not np.all(np.isfinite(losses)):
-      bad = step - len(losses) + int(np.argmin(np.isfinite(losses))) + 1
-      raise NonFiniteLossError(f'loss became {losses[~np.isfinite(losses)][0]} at step {bad}; '
-                               'stopping, the last good checkpoint is kept')
+    runs = self._layout.split_metrics(jax.device_get(self._pending))
     now = time.perf_counter()
-    means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-    means['images_per_s'] = len(fetched) * batch_size / (now - self._since)
-    means['steps_averaged'] = len(fetched)  # fewer than log_every_steps after a resume
+    logged = []
+    for name, columns in zip(self._layout.names, runs):
+      losses = columns['loss']
+      if not np.all(np.isfinite(losses)):
+        bad = step - len(losses) + int(np.argmin(np.isfinite(losses))) + 1
+        which = f' of replica {name}' if name else ''
+        raise NonFiniteLossError(f'loss{which} became {losses[~np.isfinite(losses)][0]} at step '
+                                 f'{bad}; stopping, the last good checkpoint is kept')
+      means = {k: float(np.mean(v)) for k, v in columns.items()}
+      means['images_per_s'] = len(losses) * batch_size / (now - self._since)
+      means['steps_averaged'] = len(losses)  # fewer than log_every_steps after a resume
+      logged.append(means)
     self._pending, self._since = [], now
-    return means
+    return logged
 
 
 def _describe(evaluated: dict[str, dict[str, float]]) -> str:
@@ -88,7 +94,9 @@ def train_and_evaluate(config, workdir: str, *, stop_after_steps: int | None = N
   'validation_accuracy', 'validation_loss' and the '*_robust_accuracy' where measured,
   'num_validation_examples', 'selected' ({'metric', 'step', 'value', 'checkpoint'}: the best
   checkpoint, `periodic_evaluation`) and 'evaluation_seconds'} (also written to
-  results.json), or {'stopped_at_step': step} when the run stopped early with a
+  results.json); for replicas, {'replicas': {name: those results}, 'points': mean ± std per sweep
+  point, 'num_replicas', and the shared facts} (`replicas.summarise`), each replica's results
+  also in its folder; or {'stopped_at_step': step} when the run stopped early with a
   checkpoint at `step`, plus 'signal': 'SIGTERM' or 'SIGINT' when a signal stopped it. The first
   line printed names the devices (`sharding.describe`).
 
@@ -134,41 +142,42 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
   steps_per_epoch = pipeline.steps_per_epoch(len(splits.train), batch_size)
   total_steps = config.train.num_steps or config.train.num_epochs * steps_per_epoch
   # The schedule's checks in steps refuse a config before the workdir records it.
-  optimizer, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch, total_steps)
+  optimizer, _ = optim.make_optimizer(config.optimizer, steps_per_epoch, total_steps)
+  layout = run_layout.RunLayout(config, workdir, mesh)
+  schedules = [optim.make_schedule(c.optimizer, steps_per_epoch, total_steps)
+               for c in layout.configs]
   workdir_lib.require_shared_storage(workdir)
   checkpoint_dir = os.path.join(workdir, 'checkpoints')
   checkpoint_steps = checkpointing.saved_steps(checkpoint_dir)
   workdir_lib.claim(workdir, config, checkpoint_steps[-1] if checkpoint_steps else None,
                     allow_config_change, steps_per_epoch=steps_per_epoch, splits=splits)
+  if layout.stacked:
+    workdir_lib.claim_replicas(workdir, layout.folders, layout.configs, splits)
 
   train_split = pipeline.put_split(splits.train, mesh)
   test_split = splits.test.first(config.eval.num_examples or len(splits.test))
   model = build_model(config.model, spec, objectives.build_feature_transforms(config),
                       compute_dtype=config.train.compute_dtype)
-  init_key, data_key, step_key = jax.random.split(jax.random.key(config.seed), 3)
-  step_fn = train_step.make_train_step(
-      objectives.build_loss_fn(config, model, spec.num_classes), optimizer,
-      data.augment_fn_for(config.dataset),
-      step_key, mesh, config.train.log_grad_norm)
+  step_fn = layout.make_step(model, spec.num_classes, data.augment_fn_for(config.dataset),
+                             steps_per_epoch, total_steps)
   epoch_batches = pipeline.make_epoch_batches_fn(mesh, train_split.num_examples, batch_size)
-  take_batch = jax.jit(lambda batches, i: jax.tree.map(lambda a: a[i], batches),
-                       out_shardings=sharding.batch_sharded(mesh))
 
-  state = jax.jit(lambda key: train_state.init_train_state(model, optimizer, key, spec.image_shape),
-                  out_shardings=sharding.replicated(mesh))(init_key)
+  state = layout.init_state(
+      lambda key: train_state.init_train_state(model, optimizer, key, spec.image_shape))
   checkpointer = checkpointing.Checkpointer(
       checkpoint_dir, config.train.max_checkpoints_to_keep,
       keep_steps=workdir_lib.protected_steps(workdir, checkpoint_steps),
       run_id=workdir_lib.run_id(workdir))
   restored, damaged = checkpointer.restore_latest(state)
   state = restored or state
-  step = start_step = int(state.step)
-  writer = metric_writer.MetricWriter(workdir, resume_step=step)
+  step = start_step = int(jax.device_get(state.step).flat[0] if layout.stacked else state.step)
+  writers = [metric_writer.MetricWriter(folder, resume_step=step) for folder in layout.folders]
   periodic = periodic_evaluation.PeriodicEvaluation(
-      config, model, mesh, splits, test_split, data.eval_input_fn_for(config.dataset), workdir,
-      workdir_lib.run_id(workdir), step)
+      config, model, mesh, splits, test_split, data.eval_input_fn_for(config.dataset))
+  selections = [periodic_evaluation.BestCheckpoint(c, folder, workdir_lib.run_id(folder), step)
+                for c, folder in zip(layout.configs, layout.folders)]
 
-  buffer = _MetricBuffer()
+  buffer = _MetricBuffer(layout)
   progress = tqdm.tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True,
                        disable=jax.process_index() != 0)
   notes = [f'{note}; resuming from step {step}' for note in damaged]
@@ -176,6 +185,10 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
   if unused:
     notes.append(f'note: config.optimizer.boundaries_epochs {unused} fall at or after the end of '
                  f'this {total_steps}-step run, so their learning-rate decays never apply')
+  if layout.stacked:
+    notes.append(f'training {layout.count} replicas in one program: {", ".join(layout.names)} '
+                 f'({replicas.batching_for(config, mesh.devices.flat[0].platform)}; each in '
+                 f'{os.path.join(workdir, run_layout.REPLICAS_FOLDER)}/NAME)')
   if step:
     notes.append(f'resuming from the checkpoint at step {step} in {workdir}')
   if jax.process_index() == 0:  # tqdm.write prints whatever `disable` says
@@ -186,17 +199,18 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
   agree_every = 1 if jax.process_count() == 1 else config.train.log_every_steps
   checkpoint_seconds = 60.0 * config.train.checkpoint_every_minutes
   last_save = time.monotonic()
-  eval_metrics = batches = batches_epoch = None
-  # (step, test accuracy) of every evaluation: those logged before this invocation, then its own.
-  evaluations = metric_writer.logged_values(workdir, 'test/accuracy', up_to_step=step)
+  evaluated = batches = batches_epoch = None
+  # per run, (step, test accuracy) of every evaluation: those logged before this invocation, then
+  # its own.
+  evaluations = [metric_writer.logged_values(folder, 'test/accuracy', up_to_step=step)
+                 for folder in layout.folders]
   with preemption.StopSignals() as signals:  # also while the last checkpoint is written
     try:
       while step < total_steps:
         epoch, index = divmod(step, steps_per_epoch)
         if epoch != batches_epoch:
-          batches, batches_epoch = epoch_batches(train_split.images, train_split.labels,
-                                                 jax.random.fold_in(data_key, epoch)), epoch
-        state, metrics = step_fn(state, take_batch(batches, index))
+          batches, batches_epoch = layout.epoch_batches(epoch_batches, train_split, epoch), epoch
+        state, metrics = step_fn(state, layout.take_batch(batches, index))
         buffer.add(metrics)
         step += 1
         progress.update()
@@ -209,23 +223,22 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
                                  and step - start_step >= stop_after_steps)
         if step % config.train.log_every_steps == 0 or step == total_steps or stopping:
           logged = buffer.flush(step, batch_size)
-          logged['learning_rate'] = float(schedule(step - 1))
-          writer.write(step, logged)
-          progress.set_postfix(epoch=f'{step / steps_per_epoch:.2f}', loss=f'{logged["loss"]:.4f}',
-                               acc=f'{logged["accuracy"]:.3f}',
-                               **{rate_label: f'{logged["images_per_s"]:.0f}'})
+          for writer, schedule, run_logged in zip(writers, schedules, logged):
+            writer.write(step, run_logged | {'learning_rate': float(schedule(step - 1))})
+          progress.set_postfix(epoch=f'{step / steps_per_epoch:.2f}',
+                               loss=_mean_text(logged, 'loss', '.4f'),
+                               acc=_mean_text(logged, 'accuracy', '.3f'),
+                               **{rate_label: f'{logged[0]["images_per_s"] * layout.count:.0f}'})
         epoch_done = step % steps_per_epoch == 0
         if (epoch_done and (step // steps_per_epoch) % config.train.eval_every_epochs == 0
             or step == total_steps):
           progress.set_description(f'evaluating on {len(test_split)} test {noun}')
-          evaluated = periodic.evaluate(state)
+          evaluated = periodic_evaluation.evaluate_runs(layout, periodic, state, step, writers,
+                                                         selections, evaluations)
           progress.set_description('')
-          for name, metrics in evaluated.items():
-            writer.write(step, metrics, prefix=name)
-          eval_metrics = evaluated['test']
-          evaluations.append((step, eval_metrics['accuracy']))
-          periodic.select(step, evaluated, state)
-          progress.write(f'epoch {step / steps_per_epoch:.3g}: ' + _describe(evaluated))
+          for name, run_evaluated in zip(layout.names, evaluated):
+            progress.write(f'epoch {step / steps_per_epoch:.3g}{" " + name if name else ""}: '
+                           + _describe(run_evaluated))
         if (step % config.train.checkpoint_every_steps == 0 or step == total_steps
             or clock_ran_out or stopping):
           buffer.flush(step, batch_size)
@@ -237,29 +250,46 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
     finally:
       progress.close()
       checkpointer.close()
-      periodic.close()
-      writer.close()
+      for closing in writers + selections:
+        closing.close()
 
-  if eval_metrics is None:  # the run had already finished: evaluate the restored state
-    evaluated = periodic.evaluate(state)
-    eval_metrics = evaluated['test']
-    evaluations = evaluations or [(step, eval_metrics['accuracy'])]
-  best_step, best_accuracy = max(evaluations, key=lambda e: e[1])
-  results = {'test_accuracy': eval_metrics['accuracy'], 'test_loss': eval_metrics['loss'],
-             'best_test_accuracy': best_accuracy, 'best_test_step': best_step,
-             'steps': step, 'epochs': step / steps_per_epoch,
-             'num_test_examples': len(test_split), 'modality': spec.modality,
-             **{f'{name}_{key}': value for name, metrics in evaluated.items()
-                for key, value in metrics.items() if name != 'test' or key == 'robust_accuracy'},
-             'num_validation_examples': periodic.sizes.get('validation', 0),
-             'selected': periodic.selected(), 'evaluation_seconds': periodic.seconds,
-             **sharding.device_facts(mesh)}
-  if not np.isfinite(results['test_loss']):  # e.g. a damaged checkpoint from before checksums
-    raise NonFiniteLossError(
-        f'test loss is {results["test_loss"]} at step {step}, so results.json is not written; if '
-        f'the checkpoint at step {step} is damaged, move {checkpoint_dir}/{step} away and rerun')
+  if evaluated is None:  # the run had already finished: evaluate the restored state
+    evaluated = [periodic.evaluate(layout.run_state(state, run)) for run in range(layout.count)]
+    evaluations = [logged or [(step, run_evaluated['test']['accuracy'])]
+                   for logged, run_evaluated in zip(evaluations, evaluated)]
+  facts = {'steps': step, 'epochs': step / steps_per_epoch, 'num_test_examples': len(test_split),
+           'modality': spec.modality, 'num_validation_examples': periodic.sizes.get('validation', 0),
+           'evaluation_seconds': periodic.seconds, **sharding.device_facts(mesh)}
+  results = [periodic_evaluation.run_results(run_evaluated, run_evaluations, selection, facts)
+             for run_evaluated, run_evaluations, selection
+             in zip(evaluated, evaluations, selections)]
+  for run, run_results in enumerate(results):
+    if not np.isfinite(run_results['test_loss']):  # e.g. a damaged checkpoint from before checksums
+      raise NonFiniteLossError(
+          f'test loss{" of replica " + layout.names[run] if layout.stacked else ""} is '
+          f'{run_results["test_loss"]} at step {step}, so results.json is not written; if the '
+          f'checkpoint at step {step} is damaged, move {checkpoint_dir}/{step} away and rerun')
+  if layout.stacked:  # each replica folder becomes an ordinary finished workdir
+    for run, folder in enumerate(layout.folders):
+      export = checkpointing.Checkpointer(os.path.join(folder, 'checkpoints'), max_to_keep=1,
+                                          run_id=workdir_lib.run_id(folder))
+      export.save(step, layout.run_state(state, run))
+      export.close()
   if jax.process_index() == 0:
-    json_utils.dump(results, os.path.join(workdir, 'results.json'))
-    learning_curves.plot_learning_curves(workdir, steps_per_epoch,
-                                         results['selected'].get('step'))
-  return results
+    for folder, run_results in zip(layout.folders, results):
+      json_utils.dump(run_results, os.path.join(folder, 'results.json'))
+      learning_curves.plot_learning_curves(folder, steps_per_epoch,
+                                           run_results['selected'].get('step'))
+  if not layout.stacked:
+    return results[0]
+  summary = replicas.summarise(layout.specs, results) | facts
+  if jax.process_index() == 0:
+    json_utils.dump(summary, os.path.join(workdir, 'results.json'))
+  return summary
+
+
+def _mean_text(logged: list[dict[str, float]], key: str, spec: str) -> str:
+  """'0.4312', or for replicas the mean and range '0.4312 (0.41–0.45)', of `key` in `logged`."""
+  values = [run[key] for run in logged]
+  mean = format(float(np.mean(values)), spec)
+  return mean if len(values) == 1 else f'{mean} ({min(values):.2f}–{max(values):.2f})'

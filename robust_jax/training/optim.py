@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import optax
 
+from robust_jax import arguments
 from robust_jax.config import schema as cs
 
-__all__ = ['SCHEDULES', 'SCHEMA', 'check', 'check_run_length', 'make_optimizer', 'make_schedule',
+__all__ = ['SCHEDULES', 'SCHEMA', 'SWEEPABLE', 'check', 'check_run_length', 'make_optimizer', 'make_schedule',
            'unused_boundaries']
 
 SCHEDULES = ('constant', 'cosine', 'piecewise', 'onecycle')
@@ -37,6 +38,9 @@ SCHEMA: cs.Schema = {
                             'learning, above 1 raises the rate'),
 }
 _WARMUP_SCHEDULES = ('constant', 'cosine')
+# the keys `make_optimizer` passes on as numbers: replicas may sweep them
+# (`robust_jax.training.replicas`); they may be traced values there
+SWEEPABLE = ('learning_rate', 'weight_decay')
 
 
 def check(config) -> None:
@@ -114,7 +118,7 @@ def unused_boundaries(config, steps_per_epoch: int, total_steps: int) -> tuple[f
 
 
 def make_schedule(config, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
-  lr = float(config.learning_rate)
+  lr = config.learning_rate  # a number, or traced (`SWEEPABLE`)
   warmup = int(round(config.warmup_epochs * steps_per_epoch))
   if config.schedule == 'piecewise':
     boundaries = {int(round(e * steps_per_epoch)): float(config.decay_factor)
@@ -149,10 +153,11 @@ def make_optimizer(config, steps_per_epoch: int, total_steps: int, *,
   if config.grad_clip_norm > 0:
     parts.append(optax.clip_by_global_norm(float(config.grad_clip_norm)))
   if config.name == 'adamw':
-    parts.append(optax.adamw(schedule, weight_decay=float(config.weight_decay)))
+    parts.append(optax.adamw(schedule, weight_decay=config.weight_decay))
   else:
-    if config.weight_decay > 0:
-      parts.append(optax.add_decayed_weights(float(config.weight_decay)))
+    # a traced weight decay is positive: replicas refuse sweeping 0 (it removes this step)
+    if not arguments.is_concrete(config.weight_decay) or config.weight_decay > 0:
+      parts.append(optax.add_decayed_weights(config.weight_decay))
     if config.name == 'sgd':
       parts.append(optax.sgd(schedule, momentum=float(config.momentum) or None,
                              nesterov=bool(config.nesterov)))

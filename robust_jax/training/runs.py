@@ -10,7 +10,7 @@ from robust_jax import data, sharding
 from robust_jax.config import validation
 from robust_jax.errors import UserError
 from robust_jax.models import build_model
-from robust_jax.training import workdir as workdir_lib
+from robust_jax.training import replicas, run_layout, workdir as workdir_lib
 from robust_jax.training.checkpointing import Checkpointer, saved_steps
 
 __all__ = ['RunNotFoundError', 'load_config', 'load_run']
@@ -51,6 +51,12 @@ def load_run(workdir: str, step: int | None = None, devices=None, folder: str = 
     raise RunNotFoundError(f'no checkpoint in {directory}: train first, or name another workdir')
   step = steps[-1] if step is None else step
   config = load_config(workdir, step)
+  specs = replicas.replica_specs(config)
+  if specs:
+    folders = os.path.join(workdir, run_layout.REPLICAS_FOLDER)
+    raise RunNotFoundError(
+        f'{workdir}: a run of {len(specs)} replicas in one program; name one replica\'s workdir, '
+        f'e.g. {os.path.join(folders, specs[0].name)} (all: {", ".join(s.name for s in specs)})')
   mesh = sharding.make_mesh(devices)
   template = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)),

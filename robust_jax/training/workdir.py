@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 from typing import Any
 
 import jax
@@ -30,7 +31,7 @@ from jax.experimental import multihost_utils
 
 from robust_jax import data
 from robust_jax.models import build_model
-from robust_jax.training import optim, state as train_state
+from robust_jax.training import optim, replicas, state as train_state
 # Also named here (in __all__) because runs.py and tests read them as workdir.X: ADDED_KEYS,
 # WorkdirError, config_changes, read_config.
 from robust_jax.training.workdir_config import (ADDED_KEYS, CONFIG_FILE, HISTORY_FILE, WorkdirError,
@@ -79,6 +80,29 @@ def claim(workdir: str, config, checkpoint_step: int | None, allow_config_change
     multihost_utils.sync_global_devices('robust_jax.training.workdir.claim')
 
 
+def claim_replicas(workdir: str, folders: list[str], configs: list, splits) -> None:
+  """Makes each replica folder (`robust_jax.training.run_layout`) a workdir of its replica's
+  config: config.json (rewritten every time, so that neutral changes reach it), and, when its
+  run.json is not of this run of `workdir`, run.json with the run id '<workdir's id>-<folder
+  name>' and the fingerprint of `splits`, its previous checkpoints and history removed. Only
+  process 0 writes."""
+  if jax.process_index() == 0:
+    fingerprint = data_fingerprint(splits)
+    for folder, config in zip(folders, configs):
+      os.makedirs(folder, exist_ok=True)
+      write_config(folder, json_like(config.to_dict()))
+      expected = f'{run_id(workdir)}-{os.path.basename(folder)}'
+      if run_id(folder) == expected:
+        continue
+      shutil.rmtree(os.path.join(folder, 'checkpoints'), ignore_errors=True)
+      if os.path.exists(os.path.join(folder, HISTORY_FILE)):
+        os.remove(os.path.join(folder, HISTORY_FILE))
+      run = {'run_id': expected, 'data': fingerprint}
+      write_atomically(os.path.join(folder, RUN_FILE), json.dumps(run, indent=1) + '\n')
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('robust_jax.training.workdir.claim_replicas')
+
+
 def run_id(workdir: str) -> str | None:
   """The run id of `workdir` (recorded with its checkpoints), or None for a workdir from before
   run ids."""
@@ -122,6 +146,11 @@ def _check_resume(workdir: str, config, allow_config_change: bool, checkpoint_st
   if changes and not allow_config_change:
     raise WorkdirError(f'workdir {workdir} holds another experiment: {describe_changes(changes)}; '
                        'use a new --workdir, or --allow_config_change for keys that keep shapes')
+  replica_keys = [key for key, _, _ in changes if key in replicas.REPLICA_KEYS]
+  if replica_keys:
+    raise WorkdirError(f'workdir {workdir}: config.{replica_keys[0]} changed; it names the '
+                       'replicas this workdir trains (their folders and stacked checkpoints), so '
+                       'a resume cannot change it: use a new --workdir')
   _check_run_reaches(workdir, config, checkpoint_step, steps_per_epoch)
   if changes and not _same_shapes(train_state_shapes(stored), train_state_shapes(config)):
     raise WorkdirError(f'workdir {workdir} holds another experiment: {describe_changes(changes)}; '
@@ -161,9 +190,12 @@ def train_state_shapes(config):
   spec = data.spec_for(config.dataset)
   model = build_model(config.model, spec)
   optimizer, _ = optim.make_optimizer(config.optimizer, 1, 1, validate_steps=False)
-  return jax.eval_shape(
+  shapes = jax.eval_shape(
       lambda key: train_state.init_train_state(model, optimizer, key, spec.image_shape),
       jax.random.key(0))
+  count = len(replicas.replica_specs(config))  # replicas: a leading axis on every array
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct((count, *a.shape), a.dtype),
+                      shapes) if count else shapes
 
 
 def require_shared_storage(workdir: str) -> None:
@@ -202,6 +234,6 @@ def _same_shapes(a, b) -> bool:
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-__all__ = ['ADDED_KEYS', 'RUN_FILE', 'WorkdirError', 'check_data', 'claim', 'config_changes',
+__all__ = ['ADDED_KEYS', 'RUN_FILE', 'WorkdirError', 'check_data', 'claim', 'claim_replicas', 'config_changes',
            'data_fingerprint', 'protected_steps', 'read_config', 'require_shared_storage', 'run_id',
            'train_state_shapes']

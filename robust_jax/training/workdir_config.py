@@ -47,7 +47,8 @@ ADDED_KEYS = {'train.num_steps': 0, 'train.checkpoint_every_minutes': 0.0,
               'train.compute_dtype': 'float32', 'train.num_devices': 0,
               'train.require_accelerator': False, 'eval.num_examples': 0,
               'dataset.validation_examples': 0, 'eval.robust_examples': 0,
-              'train.select_by': 'clean',
+              'train.select_by': 'clean', 'train.seeds': (), 'train.sweep': (),
+              'train.sweep_values': (), 'train.replica_batching': 'auto',
               **{f'dataset.{key}': value
                  for key, value in config_defaults.TEXT_DATASET_DEFAULTS.items()}}
 _ABSENT = '(absent)'

@@ -72,3 +72,35 @@ def test_text_configs_report_texts_per_second(capsys):
     flags.FLAGS.unparse_flags()
   table = capsys.readouterr().out
   assert '| config | robust_jax ms/step | texts/s |' in table and '| text_imdb_textcnn_erm |' in table
+
+
+def test_replica_mode_reports_every_batching_and_count(tmp_path, capsys):
+  """--replicas times R replicas sequential, unrolled and vmapped (ERM here; by default ERM and
+  PGD-10 AT)."""
+  default_configs = [load_config_file(spec) for spec in benchmark._REPLICA_CONFIGS]
+  assert [c.adversary.name for c in default_configs] == ['none', 'pgd']
+  assert default_configs[1].adversary.num_steps == 10
+  out = tmp_path / 'replicas.json'
+  flags.FLAGS(['benchmark', '--replicas=1,2', '--configs=configs/fashion_mnist_cnn.py',
+               '--set=model.widths=(4, 8),model.hidden_size=16,train.batch_size=8', '--rounds=2',
+               '--steps=1', f'--json_out={out}'])
+  try:
+    benchmark.main([])
+  finally:
+    flags.FLAGS.unparse_flags()
+  (result,) = json.loads(out.read_text())
+  assert result['device'] == 'cpu x1' and result['batch_per_replica'] == 8
+  rows = {(row['batching'], row['replicas']): row for row in result['rows']}
+  assert list(rows) == [('sequential', 1), ('sequential', 2), ('unroll', 1), ('unroll', 2),
+                        ('vmap', 1), ('vmap', 2)]
+  for (batching, count), row in rows.items():
+    assert len(row['round_s']) == 2 and min(row['round_s']) > 0 and row['compile_s'] > 0
+    assert row['step_s'] == pytest.approx(np.median(row['round_s']))
+    assert row['replica_s'] == pytest.approx(row['step_s'] / count)
+    assert row['ratio_replica_time_to_first'] == pytest.approx(np.median(  # paired per round
+        np.array(row['round_s']) / count / np.array(rows[batching, 1]['round_s'])))
+  table = capsys.readouterr().out
+  assert '| config | batching | R | ms/step | ms/replica | per replica ÷ R=1 | compile s |' in (
+      table)
+  assert '| fashion_mnist_cnn | unroll | 1 |' in table and '| fashion_mnist_cnn | vmap | 2 |' in (
+      table)

@@ -101,3 +101,20 @@ def test_runs_with_a_validation_split_add_pgd_at_their_selected_checkpoint(tmp_p
   assert lines[2].split(' | ')[6:8] == ['10.00 ± 0.00', '25.00 ± 7.07']  # last vs selected
   assert lines[3].split(' | ')[7] == '—'  # no validation split: nothing selected on it
   assert 'the checkpoint with the best validation metric' in '\n'.join(lines)
+
+
+def test_seeds_as_replicas_tabulate_as_separate_runs(tmp_path, tiny_npz):
+  """The same table from a config's seeds trained as replicas and one by one (on the tiny npz)."""
+  tables = {}
+  for replicas in ('true', 'false'):
+    output = tmp_path / replicas
+    subprocess.run([sys.executable, 'experiments/compare.py', f'--output_dir={output}',
+                    '--configs=configs/erm.py:fashion_mnist', '--seeds=0,1', '--num_epochs=1',
+                    '--attack_examples=16', f'--replicas={replicas}', '--pgd_steps=2',
+                    f'--set=dataset.source=npz,dataset.path={tiny_npz},train.batch_size=64'],
+                   cwd=ROOT, check=True, capture_output=True, text=True)
+    tables[replicas] = [line.split(' | ')[:7] for line in
+                        (output / 'table.md').read_text().splitlines()[:3]]
+  assert (tmp_path / 'true/erm_fashion_mnist/replicas/seed1/compare.json').exists()
+  assert (tmp_path / 'false/erm_fashion_mnist/seed1/compare.json').exists()
+  assert tables['true'] == tables['false']  # clean, best, FGSM and PGD: mean ± std of 2 seeds
