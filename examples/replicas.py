@@ -1,8 +1,8 @@
 """Train R seeds of your own model with AMP in ONE `jax.jit`: write one model's step, vmap it.
 
-A small Flax CNN and its AMP step (`rj.amp.perturbation`) are written for ONE model; then
-`jax.jit(jax.vmap(train_step))` trains R of them at once on stacked parameters, optimizer states,
-batches and keys. Replica r derives its init key, data order (its own permutation of the training
+The small Flax CNN of examples/functional_api.py and an AMP step (`rj.amp.perturbation`) are
+written for ONE model; then `jax.jit(jax.vmap(train_step))` trains R of them at once on stacked
+parameters, optimizer states, batches and keys. Replica r derives its init key, data order (its own permutation of the training
 subset each epoch) and step keys (dropout, AMP) from seed r exactly as a single-seed run does, so
 it equals the separate run of seed r up to the float rounding of batched (grouped) convolutions
 and matmuls, which training amplifies slowly. `--check_against_separate` trains each seed alone
@@ -14,9 +14,10 @@ convolutions are slow, separate runs are faster). Data: `apt-get install dataset
 The trainer's version: `--config.train.seeds='(0,1,2)'` (robust_jax/training/replicas.py).
 """
 import argparse
+import os
+import sys
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,35 +26,24 @@ import optax
 import robust_jax as rj
 from robust_jax.data import idx
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from functional_api import cnn_apply, cnn_init  # noqa: E402  (its small Flax CNN, dropout 0.2)
+
 EPSILON, INNER_LR = 0.1, 1.0  # AMP: weight-perturbation radius ε and inner ascent step ζ
 OPTIMIZER = optax.adam(1e-3)
 
 
-class SmallCNN(nn.Module):
-  """Two strided 3×3 conv layers, a dense layer with dropout, 10 logits."""
-  @nn.compact
-  def __call__(self, images, train: bool = False):
-    x = nn.relu(nn.Conv(16, (3, 3), strides=2)(images - 0.5))
-    x = nn.relu(nn.Conv(32, (3, 3), strides=2)(x))
-    x = nn.relu(nn.Dense(64)(x.reshape(x.shape[0], -1)))
-    return nn.Dense(10)(nn.Dropout(0.2, deterministic=not train)(x))
-
-
-CNN = SmallCNN()
-
-
 def init(seed: int):
   """(params, opt_state) of seed `seed`'s model: its init key is fold_in(key(seed), 0)."""
-  variables = CNN.init(jax.random.fold_in(jax.random.key(seed), 0), jnp.zeros([1, 28, 28, 1]))
-  return variables['params'], OPTIMIZER.init(variables['params'])
+  params = cnn_init(jax.random.fold_in(jax.random.key(seed), 0))
+  return params, OPTIMIZER.init(params)
 
 
 def train_step(params, opt_state, images, labels, key):
   """One AMP step of ONE model on uint8 images (B, 28, 28, 1): descend with ∇L(θ + Δ)."""
   images = images.astype(jnp.float32) / 255
   inner_key, outer_key = jax.random.split(key)
-  loss_fn = lambda p, k: jnp.mean(rj.losses.cross_entropy(
-      CNN.apply({'params': p}, images, train=True, rngs={'dropout': k}), labels))
+  loss_fn = lambda p, k: jnp.mean(rj.losses.cross_entropy(cnn_apply(p, images, k), labels))
   delta = rj.amp.perturbation(loss_fn, params, epsilon=EPSILON, inner_lr=INNER_LR, inner_steps=1,
                               key=inner_key).delta
   loss, grads = jax.value_and_grad(loss_fn)(optax.apply_updates(params, delta), outer_key)
@@ -73,7 +63,7 @@ def schedule(seed: int, steps: int, batch_size: int, n: int):
 STEP = jax.jit(train_step)                       # one model
 REPLICA_STEP = jax.jit(jax.vmap(train_step))     # R models: every argument has a leading R axis
 REPLICA_ACCURACY = jax.jit(jax.vmap(lambda params, images, labels: jnp.mean(
-    jnp.argmax(CNN.apply({'params': params}, images), -1) == labels), in_axes=(0, None, None)))
+    jnp.argmax(cnn_apply(params, images), -1) == labels), in_axes=(0, None, None)))
 
 
 def train(seeds, steps, images, labels, test_images, test_labels, *, batch_size=128,

@@ -123,3 +123,24 @@ def without_timings(results: dict) -> dict:
   """A results.json without its wall-time entries, which no rerun reproduces."""
   return {key: value for key, value in results.items() if key != 'evaluation_seconds'}
 
+
+def assert_frequencies(counts, probabilities, what, min_p_value=1e-4):
+  """Chi-square goodness of fit of `counts` to `probabilities` (same shape; cells whose
+  probability is 0 must be empty; cells expecting fewer than 5 draws are pooled)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top  (jax's dependency)
+  counts, probabilities = np.ravel(counts).astype(float), np.ravel(probabilities).astype(float)
+  assert counts[probabilities == 0].sum() == 0, f'{what}: draws outside the support'
+  expected = probabilities / probabilities.sum() * counts.sum()
+  small = (expected < 5) & (probabilities > 0)
+  observed = np.append(counts[expected >= 5], counts[small].sum())
+  expected = np.append(expected[expected >= 5], expected[small].sum())
+  observed, expected = observed[expected > 0], expected[expected > 0]
+  p_value = stats.chi2.sf(np.sum((observed - expected) ** 2 / expected), len(observed) - 1)
+  assert p_value > min_p_value, f'{what}: chi-square p = {p_value:.2e}'
+
+
+def assert_rate(hits, probability: float, what: str):
+  """Empirical rate of the boolean `hits` within 5 binomial standard errors of `probability`."""
+  hits = np.asarray(hits)
+  rate, error = hits.mean(), np.sqrt(probability * (1 - probability) / hits.size)
+  assert abs(rate - probability) <= 5 * error + 1e-9, f'{what}: {rate:.4f} vs {probability}'

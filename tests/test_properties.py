@@ -21,6 +21,7 @@ from robust_jax import attacks, losses, random_utils
 from robust_jax.attacks import threat_model
 from robust_jax.methods import erm, lfm
 from robust_jax.models import MLP, ModelFns
+from tests.helpers import assert_rate
 
 EXAMPLES = settings(max_examples=40, deadline=None, database=None)
 RATES = settings(max_examples=25, deadline=None, database=None, derandomize=True)
@@ -48,12 +49,6 @@ def assert_in_ball_and_box(points, images, epsilon, norm):
   delta = (points - images).reshape(len(images), -1)
   distance = np.abs(delta).max(-1) if norm == 'linf' else np.linalg.norm(delta, axis=-1)
   assert distance.max() <= epsilon * (1 + 1e-6) + 1e-6, (distance.max(), epsilon)
-
-
-def assert_rate(hits: np.ndarray, probability: float, what: str):
-  """Empirical rate of the boolean `hits` within 5 binomial standard errors of `probability`."""
-  rate, error = hits.mean(), np.sqrt(probability * (1 - probability) / hits.size)
-  assert abs(rate - probability) <= 5 * error + 1e-9, f'{what}: {rate:.4f} vs {probability}'
 
 
 # ----------------------------------------------------------------------------- threat model

@@ -142,8 +142,10 @@ def _train(config, workdir: str, mesh, stop_after_steps: int | None,
   steps_per_epoch = pipeline.steps_per_epoch(len(splits.train), batch_size)
   total_steps = config.train.num_steps or config.train.num_epochs * steps_per_epoch
   # The schedule's checks in steps refuse a config before the workdir records it.
-  optimizer, _ = optim.make_optimizer(config.optimizer, steps_per_epoch, total_steps)
   layout = run_layout.RunLayout(config, workdir, mesh)
+  # The first run's optimizer gives every run's state its structure: a swept weight decay is
+  # positive in every replica (`replicas.replica_specs`), although the config's may be 0.
+  optimizer, _ = optim.make_optimizer(layout.configs[0].optimizer, steps_per_epoch, total_steps)
   schedules = [optim.make_schedule(c.optimizer, steps_per_epoch, total_steps)
                for c in layout.configs]
   workdir_lib.require_shared_storage(workdir)

@@ -147,6 +147,12 @@ def replica_specs(config) -> list[ReplicaSpec]:
     for key, value in values.items():
       _set_key(replica, key, type(replica[key.split('.')[0]][key.split('.')[1]])(value))
     specs.append(ReplicaSpec(len(specs), seed, values, folder_name(seed, values), replica))
+  names = [spec.name for spec in specs]
+  twice = next((name for name in names if names.count(name) > 1), None)
+  if twice:
+    raise cs.ConfigError(f'config.train.sweep_values={tuple(config.train.sweep_values)!r}: two '
+                         f'points share the folder name {twice!r} (values equal to 6 significant '
+                         'digits); use values that differ in their first 6 digits')
   return specs
 
 

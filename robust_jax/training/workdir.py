@@ -189,13 +189,15 @@ def train_state_shapes(config):
   """The train state `config` trains, as a pytree of `jax.ShapeDtypeStruct` (nothing computed)."""
   spec = data.spec_for(config.dataset)
   model = build_model(config.model, spec)
-  optimizer, _ = optim.make_optimizer(config.optimizer, 1, 1, validate_steps=False)
+  specs = replicas.replica_specs(config)  # replicas: the first's optimizer, as the loop's
+  optimizer, _ = optim.make_optimizer((specs[0].config if specs else config).optimizer, 1, 1,
+                                      validate_steps=False)
   shapes = jax.eval_shape(
       lambda key: train_state.init_train_state(model, optimizer, key, spec.image_shape),
       jax.random.key(0))
-  count = len(replicas.replica_specs(config))  # replicas: a leading axis on every array
-  return jax.tree.map(lambda a: jax.ShapeDtypeStruct((count, *a.shape), a.dtype),
-                      shapes) if count else shapes
+  # replicas: a leading axis on every array
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct((len(specs), *a.shape), a.dtype),
+                      shapes) if specs else shapes
 
 
 def require_shared_storage(workdir: str) -> None:

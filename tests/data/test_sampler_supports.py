@@ -14,24 +14,10 @@ axis or a lost last value fails here even when every formula is right.
 import jax
 import numpy as np
 import pytest
-from scipy import stats
 
 from robust_jax import data, sharding
 from robust_jax.data import pipeline
-
-
-def assert_frequencies(counts, probabilities, what, min_p_value=1e-4):
-  """Chi-square goodness of fit of `counts` to `probabilities` (same shape; cells whose
-  probability is 0 must be empty; cells expecting fewer than 5 draws are pooled)."""
-  counts, probabilities = np.ravel(counts).astype(float), np.ravel(probabilities).astype(float)
-  assert counts[probabilities == 0].sum() == 0, f'{what}: draws outside the support'
-  expected = probabilities / probabilities.sum() * counts.sum()
-  small = (expected < 5) & (probabilities > 0)
-  observed = np.append(counts[expected >= 5], counts[small].sum())
-  expected = np.append(expected[expected >= 5], expected[small].sum())
-  observed, expected = observed[expected > 0], expected[expected > 0]
-  p_value = stats.chi2.sf(np.sum((observed - expected) ** 2 / expected), len(observed) - 1)
-  assert p_value > min_p_value, f'{what}: chi-square p = {p_value:.2e}'
+from tests.helpers import assert_frequencies
 
 
 # ----------------------------------------------------------------------------- random crop

@@ -23,34 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import stats
 
 from robust_jax import sharding
 from robust_jax.methods import dropattack, lfm
 from robust_jax.models import base as model_base
+from tests.helpers import assert_frequencies, assert_rate
 
 AREA, ASPECT = (0.02, 0.4), (0.3, 1 / 0.3)  # the released code's CREP(sl, sh, r1)
-
-
-def assert_frequencies(counts, probabilities, what, min_p_value=1e-4):
-  """Chi-square goodness of fit of `counts` to `probabilities` (same shape; cells whose
-  probability is 0 must be empty; cells expecting fewer than 5 draws are pooled)."""
-  counts, probabilities = np.ravel(counts).astype(float), np.ravel(probabilities).astype(float)
-  assert counts[probabilities == 0].sum() == 0, f'{what}: draws outside the support'
-  expected = probabilities / probabilities.sum() * counts.sum()
-  small = (expected < 5) & (probabilities > 0)
-  observed = np.append(counts[expected >= 5], counts[small].sum())
-  expected = np.append(expected[expected >= 5], expected[small].sum())
-  observed, expected = observed[expected > 0], expected[expected > 0]
-  p_value = stats.chi2.sf(np.sum((observed - expected) ** 2 / expected), len(observed) - 1)
-  assert p_value > min_p_value, f'{what}: chi-square p = {p_value:.2e}'
-
-
-def assert_rate(hits, probability, what):
-  """Empirical rate of the boolean `hits` within 5 binomial standard errors of `probability`."""
-  hits = np.asarray(hits)
-  rate, error = hits.mean(), np.sqrt(probability * (1 - probability) / hits.size)
-  assert abs(rate - probability) <= 5 * error, f'{what}: {rate:.4f} vs {probability}'
 
 
 @functools.lru_cache(maxsize=None)

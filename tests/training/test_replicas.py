@@ -99,6 +99,18 @@ def test_replicas_equal_separate_runs(tmp_path, tiny, separate_amp_runs, batchin
   np.testing.assert_allclose(point['test_accuracy_mean'], np.mean(accuracies))
 
 
+def test_a_weight_decay_sweep_from_a_config_without_one(tmp_path, tiny):
+  """The config's weight decay is 0 (no decay step), each replica's positive: every replica
+  state has the decay step's structure, and a replica equals its separate run."""
+  config = tiny(sweep=('optimizer.weight_decay',), sweep_values=(1e-3, 1e-1), num_steps=2)
+  assert config.optimizer.weight_decay == 0
+  results = loop.train_and_evaluate(config, str(tmp_path / 'replicas'))
+  separate = _separate(config, 0, {'optimizer.weight_decay': 1e-1}, str(tmp_path / 'alone'))
+  assert results['replicas']['seed0-weight_decay0.1']['test_loss'] == separate['test_loss']
+  assert (results['replicas']['seed0-weight_decay0.001']['test_loss']
+          != separate['test_loss'])
+
+
 def test_resumed_replicas_equal_uninterrupted(tmp_path, tiny):
   config = tiny(seeds=(3, 4), num_steps=5)
   whole = loop.train_and_evaluate(config, str(tmp_path / 'whole'))
@@ -142,7 +154,9 @@ def test_replicas_on_eight_devices_equal_one(tmp_path, tiny):
     ('weight_perturbation', 'dropattack', 'input_epsilon', 0.5),
     ('weight_perturbation', 'dropattack', 'weight_epsilon', 0.01)])
 def test_every_sweepable_key_traced_equals_its_constant(tiny, section, name, key, value):
-  """The vmapped step with the key traced equals the step built with the value as a constant."""
+  """The step built from the config at its default value with `value` traced in equals the step
+  built with `value` as a constant, and differs from the step at the default (so the traced
+  value is the one used)."""
   from robust_jax import data, objectives
   from robust_jax.models import build_model
   from robust_jax.training import state as train_state, step as train_step, optim
@@ -153,6 +167,7 @@ def test_every_sweepable_key_traced_equals_its_constant(tiny, section, name, key
     config.model.update(dropout_rate=0.3, dropout_sites=('classifier',))
   validation.validate_config(config)
   assert f'{section}.{key}' in replicas.sweepable_keys(config)
+  at_default = config.copy_and_resolve_references()
   config[section][key] = value
   spec = data.spec_for(config.dataset)
   model = build_model(config.model, spec, objectives.build_feature_transforms(config))
@@ -161,15 +176,21 @@ def test_every_sweepable_key_traced_equals_its_constant(tiny, section, name, key
     optimizer, _ = optim.make_optimizer(run_config.optimizer, 10, 10, validate_steps=False)
     return train_step.step_function(objectives.build_loss_fn(run_config, model, 10), optimizer,
                                     lambda images, key: images.astype(np.float32) / 255)
-  optimizer, _ = optim.make_optimizer(config.optimizer, 10, 10)
-  state = train_state.init_train_state(model, optimizer, jax.random.key(0), spec.image_shape)
+  def state_for(run_config):  # the same parameters; the optimizer state of `run_config`
+    optimizer, _ = optim.make_optimizer(run_config.optimizer, 10, 10)
+    return train_state.init_train_state(model, optimizer, jax.random.key(0), spec.image_shape)
+  state = state_for(config)
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (8, 28, 28, 1), np.uint8),
            'label': rng.integers(0, 10, (8,), np.int32)}
   constant, _ = jax.jit(build(config))(state, batch, jax.random.key(1))
-  traced, _ = jax.jit(lambda v: build(replicas.traced_config(config, {f'{section}.{key}': v}))(
+  traced, _ = jax.jit(lambda v: build(replicas.traced_config(at_default, {f'{section}.{key}': v}))(
       state, batch, jax.random.key(1)))(np.float32(value))
   chex.assert_trees_all_close(traced.params, constant.params, atol=2e-6, rtol=1e-5)
+  default, _ = jax.jit(build(at_default))(state_for(at_default), batch, jax.random.key(1))
+  moved = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(default.params),
+                                                            jax.tree.leaves(constant.params)))
+  assert moved > 1e-4, f'{section}.{key}: {value} and the default give the same step'
 
 
 @pytest.mark.parametrize('train, message', [
@@ -187,6 +208,8 @@ def test_every_sweepable_key_traced_equals_its_constant(tiny, section, name, key
     (dict(sweep=('optimizer.learning_rate',), sweep_values=(0.1, -0.1)),
      r'^replica seed0-learning_rate-0.1: config.optimizer.learning_rate=-0.1: must be > 0'),
     (dict(seeds=(1, 1)), r'config.train.seeds=\(1, 1\)'),
+    (dict(sweep=('optimizer.learning_rate',), sweep_values=(0.1, 0.1000001)),
+     r"two points share the folder name 'seed0-learning_rate0.1'"),
 ])
 def test_bad_replica_configs_are_refused_in_one_line(train, message):
   config = defaults.default_config()
