@@ -39,7 +39,7 @@ from absl import app, flags  # noqa: E402
 
 from tests.oracles import torch_reference  # noqa: E402
 from robust_jax import attacks, data, json_utils, sharding  # noqa: E402
-from robust_jax.attacks.autoattack import accuracy_after_each  # noqa: E402
+from robust_jax.attacks.sequence import accuracy_after_each  # noqa: E402
 from robust_jax.models import build_model  # noqa: E402
 from robust_jax.training.runs import load_run  # noqa: E402
 

@@ -97,8 +97,16 @@ def check_count(name: str, value) -> int:
   return count
 
 
-def check_int_range(name: str, value, low: int, high: int, hint: str = '') -> int:
-  """`value` is a static int in [low, high]; returns it. `hint` ends the message (e.g. why)."""
+def check_int_range(name: str, value, low: int, high: int, hint: str = '', *,
+                    traced: bool = False):
+  """`value` is a static int in [low, high]; returns it. `hint` ends the message (e.g. why).
+
+  With `traced`, an integer scalar traced by jax.jit also passes, unchecked (its value is not known
+  while tracing), and is returned as it is.
+  """
+  if traced and isinstance(value, jax.core.Tracer) and value.shape == () and jnp.issubdtype(
+      value.dtype, jnp.integer):
+    return value
   number = _static_int(value)
   if number is None or not low <= number <= high:
     raise (TypeError if number is None else ValueError)(

@@ -30,9 +30,10 @@ success with the loss and logits of the last of the n calls.
 Differences from the reference code (fra31/auto-attack): the increase count of the first interval
 compares against the starting loss (the reference compares the first step to an unset zero entry);
 a run that never misclassifies returns its highest-loss point (the reference returns the clean
-image); APGD-T runs every target on the whole batch and keeps, per example, the first success
-(the reference re-runs only the examples still robust: the same result, other random draws).
-Both return a misclassified point where one was found.
+image). `apgd_targeted` runs every target on the whole batch and keeps, per example, the first
+success, as a pure function must; AutoAttack (`autoattack.py`) runs it one target rank at a time
+on the examples still robust, as the reference. Both return a misclassified point where one was
+found.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from robust_jax.attacks import arguments, attack_losses, restarts as restarts_lib, threat_model
+from robust_jax.arguments import show
 from robust_jax.attacks.pgd import LogitsFn
 
 __all__ = ['APGD_LOSSES', 'APGD_STARTS', 'apgd', 'apgd_targeted', 'checkpoint_schedule',
@@ -205,17 +207,20 @@ def apgd(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Arr
 
 def apgd_targeted(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Array, *,
                   epsilon: float, num_steps: int = 100, norm: str = 'linf',
-                  num_target_classes: int | None = None, target_labels: jax.Array | None = None,
-                  restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
+                  num_target_classes: int | None = None, target_class_rank=None,
+                  target_labels: jax.Array | None = None, restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
                   start: str = 'sphere', eot_samples: int | None = None) -> jax.Array:
   """APGD-T: adversarial images (B, ...) in B_ε(images) ∩ [0, 1], from the targeted DLR loss.
 
   labels: the true classes (B,). Targets: `target_labels` (B,) if given (one sweep), else the
   `num_target_classes` highest-scoring wrong classes of the clean logits, best first, `num_steps`
-  steps and `restarts` runs each (default min(9, C - 1), AutoAttack's standard version). An
-  example is broken once misclassified (any class) and keeps the first such point; an example
-  never broken is returned unchanged (as the reference code). Needs C >= 4 classes (the loss
-  uses z_π4). Other arguments as `apgd`.
+  steps and `restarts` runs each (default min(9, C - 1), AutoAttack's standard version), or only
+  the class ranked `target_class_rank` (2..C; rank 1 is the predicted class; an int, or an integer
+  scalar traced by jit, unchecked). The sweep over rank r draws from fold_in(key, r - 2), so one
+  rank alone repeats that rank's run of the whole sweep (AutoAttack runs the ranks one by one on
+  the examples still robust). An example is broken once misclassified (any class) and keeps the
+  first such point; an example never broken is returned unchanged (as the reference code). Needs
+  C >= 4 classes (the loss uses z_π4). Other arguments as `apgd`.
   """
   deterministic, num_classes = _check_common(
       logits_fn, images, labels, key, epsilon=epsilon, num_steps=num_steps, norm=norm, loss='dlr',
@@ -224,14 +229,23 @@ def apgd_targeted(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key
   if num_classes < 4:
     raise ValueError(f'logits_fn gives C = {num_classes}: the targeted DLR loss of apgd_targeted '
                      'needs at least 4 classes (it divides by z_π1 - (z_π3 + z_π4)/2)')
+  choices = dict(num_target_classes=num_target_classes, target_class_rank=target_class_rank,
+                 target_labels=target_labels)
+  given = [name for name, value in choices.items() if value is not None]
+  if len(given) > 1:
+    raise ValueError(f'{given[0]}={show(choices[given[0]])}: give at most one of '
+                     'num_target_classes, target_class_rank and target_labels')
+  first_rank = 0  # rank r - 2: the sweep's index of the class ranked r
   if target_labels is not None:
-    if num_target_classes is not None:
-      raise ValueError(f'num_target_classes={num_target_classes}: give either target_labels or '
-                       'num_target_classes, not both')
     arguments.check_class_indices('target_labels', target_labels, images.shape[0], num_classes)
     ranked = lambda rank: target_labels
     num_target_classes = 1
   else:
+    if target_class_rank is not None:
+      first_rank = arguments.check_int_range(
+          'target_class_rank', target_class_rank, 2, num_classes,
+          f' (rank 1 is the predicted class; logits_fn gives C = {num_classes})', traced=True) - 2
+      num_target_classes = 1
     num_target_classes = arguments.check_int_range(
         'num_target_classes', min(9, num_classes - 1) if num_target_classes is None
         else num_target_classes, 1, num_classes - 1, f' (the wrong classes of C = {num_classes})')
@@ -253,6 +267,6 @@ def apgd_targeted(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key
     return (jnp.where(new.reshape((-1,) + (1,) * (images.ndim - 1)), adversarial, best[0]),
             best[1] | success)
 
-  adversarial, _ = jax.lax.fori_loop(0, num_target_classes, body,
+  adversarial, _ = jax.lax.fori_loop(first_rank, first_rank + num_target_classes, body,
                                      (images, jnp.zeros(images.shape[0], bool)))
   return jax.lax.stop_gradient(adversarial)

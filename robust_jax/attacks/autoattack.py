@@ -14,25 +14,27 @@ Versions, as the reference's `set_version` (fra31/auto-attack, autoattack.py):
   call `logits_fn(images)`. A model that gives the same logits for two keys gets a warning.
 
 Each attack runs only on the examples still robust, and an example keeps the first adversarial
-image that fools the model (`run_sequence`, as the reference's `run_standard_evaluation`). The
-still-robust examples are compacted on the host between attacks, not masked on the device: after
-APGD-CE typically few examples are left, and the costly APGD-T (9 × 100 steps), FAB-T and Square
-then run on those alone, not on the whole batch. Chunks of at most `batch_size` examples are
-padded to a size class, the device count times a number with at most four significant bits
-(1, ..., 16, 18, 20, ..., 32, 36, ...): an attack compiles once per size class, not once per
-number of survivors, and at most 1/8 of a chunk is padding (padding to powers of two from 64
-made APGD-T, FAB-T and Square 2.1-2.7× slower on 24 survivors). With `sharding` (e.g.
-`NamedSharding(mesh, P('data'))`) every chunk is split over the devices like the train step's
-batches. Each attack's output is projected onto B_ε(x) ∩ [0, 1] and kept only where the model
-then misclassifies it (for 'rand': one fresh draw of the model, as the reference). Random draws
-depend on the chunking (`batch_size`, the device count), as the reference's depend on its `bs`.
+image that fools the model (`sequence.run_sequence`, as the reference's `run_standard_evaluation`).
+As in the reference, APGD-T and FAB-T run one target class at a time, and APGD with restarts one
+restart at a time, each on the examples still robust after the previous one: after APGD-CE
+typically few examples are left, and the first targets break most of those, so the later targets
+run on fewer still. The still-robust examples are compacted on the host between these stages and
+padded to a few size classes (`sequence.py`); the target rank and restart index are traced, so an
+attack compiles once per size class for all its stages. Untargeted FAB's restarts ('plus') run in
+one compiled loop that drops the examples already broken only from the loop's condition. With
+`sharding` (e.g. `NamedSharding(mesh, P('data'))`) every chunk is split over the devices like the
+train step's batches. Each attack's output is projected onto B_ε(x) ∩ [0, 1] and kept only where
+the model then misclassifies it (for 'rand': one fresh draw of the model, as the reference).
+Random draws depend on the chunking (`batch_size`, the device count), as the reference's depend on
+its `bs`.
 
 Deliberate differences from the reference, each kept on purpose and documented where it lives:
 (1) APGD's first checkpoint counts its loss increases against the starting loss (`apgd`; the
 reference compares the first step with an unset zero); (2) every attack's output is projected back
 onto B_ε(x) ∩ [0, 1] before it is counted, so a point outside the threat model by float rounding
-never counts as an adversarial example; (3) random draws are keyed per attack k, per chunk c
-(`fold_in(fold_in(key, k), c)`), inside APGD-T per target class (`fold_in(key, rank)`) and inside
+never counts as an adversarial example; (3) random draws are keyed per attack k and chunk c
+(`fold_in(fold_in(key, k), c)`; `sequence.run_sequence`), inside APGD-T per target class
+(`fold_in(key, rank - 2)`), inside APGD per restart r (`fold_in(key, r)` with restarts) and inside
 FAB per run (target class × restart), where the reference draws everything from one torch
 generator: results agree in distribution, not draw for draw.
 
@@ -43,9 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 import warnings
-from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -55,19 +55,17 @@ from robust_jax.attacks import arguments, threat_model
 from robust_jax.attacks.apgd import apgd, apgd_targeted
 from robust_jax.attacks.fab import fab
 from robust_jax.attacks.pgd import LogitsFn
+from robust_jax.attacks.sequence import CLEAN, SequenceResult, run_sequence
 from robust_jax.attacks.square import square
 
-__all__ = ['AUTOATTACK_VERSIONS', 'AutoAttackSettings', 'CLEAN', 'SequenceResult',
-           'accuracy_after_each', 'autoattack', 'autoattack_names', 'autoattack_sequence',
-           'run_sequence']
+__all__ = ['AUTOATTACK_VERSIONS', 'AutoAttackSettings', 'autoattack', 'autoattack_names',
+           'autoattack_sequence']
 
 AUTOATTACK_VERSIONS = {
     'standard': ('apgd-ce', 'apgd-t', 'fab-t', 'square'),
     'plus': ('apgd-ce', 'apgd-dlr', 'fab', 'square', 'apgd-t', 'fab-t'),
     'rand': ('apgd-ce', 'apgd-dlr'),
 }
-CLEAN = 'clean'  # broken_by index 0: misclassified without an attack
-_SIGNIFICANT_BITS = 4  # padded chunk sizes: device count × (a number with this many bits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,125 +95,56 @@ def autoattack_names(version: str = 'standard') -> tuple[str, ...]:
   return (CLEAN, *AUTOATTACK_VERSIONS[version])
 
 
-@dataclasses.dataclass(frozen=True)
-class SequenceResult:
-  """What `run_sequence` and `autoattack_sequence` return."""
-  adversarial: np.ndarray  # (N, ...): the first image that fooled the model, else the clean one
-  broken_by: np.ndarray  # (N,) int: index into the names (0 = clean), -1 = robust
-  seconds: dict[str, float]  # per attack name, wall time including compilation
-
-
-def accuracy_after_each(broken_by: np.ndarray, names: Sequence[str]) -> dict[str, float]:
-  """{name: robust accuracy after that step of the sequence}; `names[0]` gives clean accuracy."""
-  broken_by = np.asarray(broken_by)
-  return {name: float(np.mean((broken_by == -1) | (broken_by > k))) for k, name in
-          enumerate(names)}
-
-
-# An attack of the sequence: (images (b, ...), labels (b,), key) -> adversarial (b, ...);
-# classify: (images, key) -> predicted labels (b,).
-Attack = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-Classify = Callable[[jax.Array, jax.Array], jax.Array]
-
-
-def _size_class(count: int) -> int:
-  """The smallest number >= count with at most _SIGNIFICANT_BITS significant bits (< 1/8 more)."""
-  granule = 2 ** max(0, count.bit_length() - _SIGNIFICANT_BITS)
-  return -(-count // granule) * granule
-
-
-def _chunk_sizes(count: int, batch_size: int, multiple: int) -> list[tuple[int, int]]:
-  """(examples, padded size) per chunk: full chunks of batch_size (rounded up to a multiple of
-  `multiple`), the last padded to `multiple` × its size class (`_size_class`), at most
-  batch_size."""
-  round_up = lambda n: -(-n // multiple) * multiple
-  batch_size = round_up(batch_size)
-  sizes = [(batch_size, batch_size)] * (count // batch_size)
-  rest = count % batch_size
-  if rest:
-    sizes.append((rest, min(batch_size, multiple * _size_class(-(-rest // multiple)))))
-  return sizes
-
-
-def run_sequence(classify: Classify, images, labels, key: jax.Array,
-                 attacks: Sequence[tuple[str, Attack]], *, batch_size: int = 500,
-                 sharding: jax.sharding.Sharding | None = None) -> SequenceResult:
-  """Runs `attacks` in order, each on the examples still robust; a worst case per example.
-
-  images (N, ...) and labels (N,) on the host or a device; example i counts as robust while
-  classify(x, key) == labels[i] at its clean image and every attack's output so far. Attack k
-  (1-based) sees chunk c with key fold_in(fold_in(key, k), c) split into (attack, classify) keys.
-  """
-  images, labels = np.asarray(images), np.asarray(labels)
-  multiple = 1 if sharding is None else len(sharding.device_set)
-  place = (lambda a: jnp.asarray(a)) if sharding is None else (
-      lambda a: jax.device_put(a, sharding))
-  adversarial, broken_by = images.copy(), np.full(len(labels), -1)
-  seconds = {}
-
-  def chunks(indices):
-    start = 0
-    for c, (count, padded) in enumerate(_chunk_sizes(len(indices), batch_size, multiple)):
-      rows = np.concatenate([indices[start:start + count], np.full(padded - count, indices[0])])
-      yield c, rows, count
-      start += count
-
-  for c, rows, count in chunks(np.arange(len(labels))):
-    predicted = classify(place(images[rows]), jax.random.fold_in(jax.random.fold_in(key, 0), c))
-    wrong = np.asarray(predicted)[:count] != labels[rows[:count]]
-    broken_by[rows[:count][wrong]] = 0
-  for k, (name, attack) in enumerate(attacks, 1):
-    started = time.perf_counter()
-    robust = np.flatnonzero(broken_by == -1)
-    if len(robust):
-      for c, rows, count in chunks(robust):
-        attack_key, classify_key = jax.random.split(
-            jax.random.fold_in(jax.random.fold_in(key, k), c))
-        found = attack(place(images[rows]), place(labels[rows]), attack_key)
-        predicted = np.asarray(classify(found, classify_key))[:count]
-        real = rows[:count]
-        fooled = predicted != labels[real]
-        adversarial[real[fooled]] = np.asarray(found)[:count][fooled]
-        broken_by[real[fooled]] = k
-    seconds[name] = time.perf_counter() - started
-  return SequenceResult(adversarial, broken_by, seconds)
-
-
 def _restarts(settings_value, version):
   return settings_value or (5 if version == 'plus' else 1)
 
 
+def _stage_count(name: str, version: str, settings: AutoAttackSettings, num_classes: int) -> int:
+  """How many stages attack `name` runs, each on the examples still robust (module docstring)."""
+  if name in ('apgd-t', 'fab-t'):
+    return min(settings.num_target_classes, num_classes - 1)
+  if name in ('apgd-ce', 'apgd-dlr'):
+    return _restarts(settings.apgd_restarts, version)
+  return 1
+
+
 def _attack_fn(name: str, version: str, settings: AutoAttackSettings, num_classes: int):
-  """fn(logits_fn, images, labels, key, epsilon, norm) -> adversarial for one AutoAttack name."""
-  targets = min(settings.num_target_classes, num_classes - 1)
+  """fn(logits_fn, images, labels, key, epsilon, norm, stage) -> adversarial: stage `stage`
+  (a traced int32 scalar) of the AutoAttack attack `name`."""
   eot = settings.eot_samples if version == 'rand' else None
-  apgd_kwargs = dict(num_steps=settings.apgd_steps, eot_samples=eot,
-                     restarts=_restarts(settings.apgd_restarts, version))
-  fab_kwargs = dict(num_steps=settings.fab_steps)
+  one_run = _stage_count(name, version, settings, num_classes) == 1
+
+  def apgd_untargeted(loss):
+    def run(f, x, y, k, e, n, stage):  # restart `stage`; a single run keeps `apgd`'s own keys
+      key = k if one_run else jax.random.fold_in(k, stage)
+      return apgd(f, x, y, key, epsilon=e, norm=n, loss=loss, num_steps=settings.apgd_steps,
+                  eot_samples=eot)
+    return run
+
   return {
-      'apgd-ce': lambda f, x, y, k, e, n: apgd(f, x, y, k, epsilon=e, norm=n, loss='ce',
-                                               **apgd_kwargs),
-      'apgd-dlr': lambda f, x, y, k, e, n: apgd(f, x, y, k, epsilon=e, norm=n, loss='dlr',
-                                                **apgd_kwargs),
-      'apgd-t': lambda f, x, y, k, e, n: apgd_targeted(
+      'apgd-ce': apgd_untargeted('ce'),
+      'apgd-dlr': apgd_untargeted('dlr'),
+      'apgd-t': lambda f, x, y, k, e, n, stage: apgd_targeted(
           f, x, y, k, epsilon=e, norm=n, num_steps=settings.apgd_steps,
-          num_target_classes=targets),
-      'fab': lambda f, x, y, k, e, n: fab(
+          target_class_rank=stage + 2),
+      'fab': lambda f, x, y, k, e, n, stage: fab(
           f, x, y, k, epsilon=e, norm=n, restarts=_restarts(settings.fab_restarts, version),
-          **fab_kwargs)[0],
-      'fab-t': lambda f, x, y, k, e, n: fab(f, x, y, k, epsilon=e, norm=n, targeted=True,
-                                            num_target_classes=targets, **fab_kwargs)[0],
-      'square': lambda f, x, y, k, e, n: square(f, x, y, k, epsilon=e, norm=n,
-                                                num_queries=settings.square_queries),
+          num_steps=settings.fab_steps)[0],
+      'fab-t': lambda f, x, y, k, e, n, stage: fab(
+          f, x, y, k, epsilon=e, norm=n, targeted=True, target_class_rank=stage + 2,
+          num_steps=settings.fab_steps)[0],
+      'square': lambda f, x, y, k, e, n, stage: square(f, x, y, k, epsilon=e, norm=n,
+                                                       num_queries=settings.square_queries),
   }[name]
 
 
 @functools.partial(jax.jit, static_argnames=('name', 'version', 'norm', 'settings'))
-def _attack(logits_fn, images, labels, key, epsilon, *, name, version, norm, settings):
-  """One attack of the sequence on one chunk, projected onto B_ε(images) ∩ [0, 1]."""
+def _attack(logits_fn, images, labels, key, epsilon, stage, *, name, version, norm, settings):
+  """Stage `stage` of one attack of the sequence on one chunk, projected onto B_ε(images) ∩ [0, 1].
+  """
   num_classes = jax.eval_shape(_one_draw(logits_fn, version), images).shape[-1]
   found = _attack_fn(name, version, settings, num_classes)(logits_fn, images, labels, key,
-                                                          epsilon, norm)
+                                                          epsilon, norm, stage)
   return threat_model.project(found, images, epsilon, norm)
 
 
@@ -261,9 +190,13 @@ def autoattack_sequence(logits_fn, images, labels, key: jax.Array, epsilon, norm
   if version == 'rand':
     _warn_if_deterministic(logits_fn, images)
   epsilon = jnp.float32(epsilon)
-  sequence = [(name, functools.partial(_attack, logits_fn, epsilon=epsilon, name=name,
-                                       version=version, norm=norm, settings=settings))
-              for name in AUTOATTACK_VERSIONS[version]]
+  def stages(name):
+    attack = functools.partial(_attack, logits_fn, epsilon=epsilon, name=name, version=version,
+                               norm=norm, settings=settings)
+    return [functools.partial(attack, stage=jnp.int32(stage))
+            for stage in range(_stage_count(name, version, settings, num_classes))]
+
+  sequence = [(name, stages(name)) for name in AUTOATTACK_VERSIONS[version]]
   classify = lambda x, k: _classify(logits_fn, x, k, version=version)
   return run_sequence(classify, images, labels, key, sequence, batch_size=batch_size,
                       sharding=sharding)

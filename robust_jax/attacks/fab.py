@@ -173,7 +173,7 @@ def _check(logits_fn, images, labels, key, *, epsilon, norm, num_steps, restarts
   if target_class_rank is not None:
     return (arguments.check_int_range(
         'target_class_rank', target_class_rank, 2, num_classes,
-        f' (rank 1 is the predicted class; logits_fn gives C = {num_classes})'),)
+        f' (rank 1 is the predicted class; logits_fn gives C = {num_classes})', traced=True),)
   return tuple(range(2, min(num_target_classes, num_classes - 1) + 2))
 
 
@@ -187,8 +187,10 @@ def fab(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Arra
   The norm is inf where nothing was found, 0 for examples misclassified at x; with `epsilon` the
   images are the clean ones wherever the norm exceeds ε. targeted=True is FAB-T: it attacks the
   class ranked `target_class_rank` (2..C) by the clean logits, or, with None, the ranks
-  2..num_target_classes + 1 in turn. A key is needed only for `restarts > 1`. Arguments are checked
-  once before tracing (`arguments.py`; ValueError or TypeError, one line).
+  2..num_target_classes + 1 in turn; the rank may be an integer scalar traced by jit (unchecked),
+  and one rank alone draws its restarts as that rank's runs of the whole sweep (AutoAttack runs
+  the ranks one by one on the examples still robust). A key is needed only for `restarts > 1`.
+  Arguments are checked once before tracing (`arguments.py`; ValueError or TypeError, one line).
   """
   ranks = _check(logits_fn, images, labels, key, epsilon=epsilon, norm=norm, num_steps=num_steps,
                  restarts=restarts, alpha_max=alpha_max, eta=eta, beta=beta, targeted=targeted,
@@ -201,6 +203,7 @@ def fab(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Arra
                                  (clean_logits.shape[-1], batch))
   radius = _RESTART_RADIUS[norm] if epsilon is None else epsilon
   expand = lambda v: v.reshape((-1,) + (1,) * (images.ndim - 1))
+  first_run = (ranks[0] - 2) * restarts if targeted else 0  # of the whole sweep's runs
 
   def taking_part(best_norm):
     return correct if epsilon is None else correct & (best_norm > epsilon)
@@ -213,7 +216,8 @@ def fab(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Arra
     start = images
     if restarts > 1:
       start = jnp.where(run % restarts > 0,
-                        _random_start(jax.random.fold_in(key, run), images, radius, norm), images)
+                        _random_start(jax.random.fold_in(key, first_run + run), images, radius,
+                                      norm), images)
     run_norm, run_best = _run(logits_fn, images, labels, classes, start, norm=norm,
                               num_steps=num_steps, alpha_max=alpha_max, eta=eta, beta=beta)
     better = taking_part(best_norm) & (run_norm < best_norm)

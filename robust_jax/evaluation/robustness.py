@@ -29,7 +29,7 @@ import numpy as np
 import tqdm
 
 from robust_jax import attacks, sharding
-from robust_jax.attacks.autoattack import CLEAN, accuracy_after_each, run_sequence
+from robust_jax.attacks.sequence import CLEAN, accuracy_after_each, run_sequence
 from robust_jax.data import pipeline
 from robust_jax.evaluation.robustness_checks import (SQUARE_TOLERANCE, gradient_masking_flags,
                                                      record_checks, sanity_checks)

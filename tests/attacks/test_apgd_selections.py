@@ -109,6 +109,70 @@ def test_apgd_t_keeps_the_first_sweep_that_breaks_an_example():
       0.1 * (1 + 1e-6))
 
 
+@pytest.mark.parametrize('traced', [False, True])
+@pytest.mark.parametrize('rank', [2, 4])
+def test_apgd_t_at_one_rank_follows_that_class(rank, traced):
+  # One rank alone (AutoAttack's stages; traced there): the class ranked `rank`, not a neighbour.
+  steps, records = 2, []
+  attack = lambda r: attacks.apgd_targeted(cotangent_spy(records), jnp.asarray(CLEAN), LABELS,
+                                           KEY, epsilon=0.001, num_steps=steps,
+                                           target_class_rank=r)
+  adversarial = jax.jit(attack)(jnp.int32(rank)) if traced else attack(rank)
+  np.testing.assert_array_equal(adversarial, CLEAN)
+  np.testing.assert_array_equal(followed_targets(records),
+                                np.repeat(BY_RANK[None, :, rank - 1], steps + 1, axis=0))
+
+
+def test_apgd_t_at_one_rank_repeats_that_ranks_run_of_the_whole_sweep():
+  # Same random start, same points, as the sweep's second target (keys fold_in(key, rank - 2)):
+  # AutoAttack's staged APGD-T draws what the whole sweep would for the examples it still runs.
+  def recorder(points):
+    def scaled(x):
+      jax.debug.callback(lambda value: points.append(np.asarray(value)), x, ordered=True)
+      return x * SCALE
+    return scaled
+
+  images, steps, whole, alone = SWEEP_LOGITS / SCALE, 3, [], []
+  attacks.apgd_targeted(recorder(whole), jnp.asarray(images), jnp.zeros(3, jnp.int32), KEY,
+                        epsilon=0.1, num_steps=steps, num_target_classes=2)
+  attacks.apgd_targeted(recorder(alone), jnp.asarray(images), jnp.zeros(3, jnp.int32), KEY,
+                        epsilon=0.1, num_steps=steps, target_class_rank=3)
+  assert len(alone) == 1 + steps + 1 and len(whole) == 1 + 2 * (steps + 1)
+  np.testing.assert_array_equal(np.stack(alone[1:]), np.stack(whole[-(steps + 1):]))
+  assert not np.array_equal(alone[1], whole[1])  # the first sweep started elsewhere
+
+
+def test_autoattack_runs_apgd_t_rank_by_rank_from_rank_2_on_the_still_robust():
+  # ε = 0.001: nothing is broken, so each of the 3 stages (num_target_classes = 3) runs on every
+  # example; its num_steps + 1 evaluations follow the class of rank stage + 2. (APGD-CE's and
+  # FAB-T's gradients match no targeted DLR loss and show as -1; Square takes none.) Square needs
+  # image batches: the logits are the pixels of (3, 2, 3, 1) images.
+  steps, records = 2, []
+  settings = attacks.AutoAttackSettings(apgd_steps=steps, num_target_classes=3, fab_steps=1,
+                                        square_queries=1)
+  spy = cotangent_spy(records)
+  result = attacks.autoattack_sequence(lambda x: spy(x.reshape(len(x), -1)),
+                                       jnp.asarray(CLEAN).reshape(3, 2, 3, 1), LABELS, KEY,
+                                       epsilon=0.001, settings=settings)
+  np.testing.assert_array_equal(result.broken_by, -1)
+  followed = followed_targets(records)
+  targeted = followed[(followed >= 0).all(1)]
+  np.testing.assert_array_equal(targeted, np.repeat(BY_RANK[:, 1:4].T, steps + 1, axis=0))
+
+
+def test_apgd_t_takes_one_way_of_naming_targets():
+  call = lambda **kw: attacks.apgd_targeted(lambda x: x, jnp.asarray(CLEAN), LABELS, KEY,
+                                            epsilon=0.1, num_steps=1, **kw)
+  with pytest.raises(ValueError, match=r'^num_target_classes=2: give at most one of '
+                     r'num_target_classes, target_class_rank and target_labels$'):
+    call(num_target_classes=2, target_class_rank=3)
+  with pytest.raises(ValueError, match=r'^target_class_rank=7: must be an int in \[2, 6\] '
+                     r'\(rank 1 is the predicted class; logits_fn gives C = 6\)$'):
+    call(target_class_rank=7)
+  with pytest.raises(TypeError, match=r'^target_class_rank=2\.0: must be an int in \[2, 6\]'):
+    call(target_class_rank=2.0)
+
+
 # Restarts (`best_of_restarts`, used by APGD): per example, a successful run beats a failed one;
 # between two runs both successful or both failed, the strictly higher loss wins, so a tie keeps
 # the earlier run. (The reference restarts only the examples still robust, i.e. it keeps the first

@@ -7,7 +7,7 @@ import pytest
 from robust_jax import attacks
 from robust_jax.attacks import attack_losses
 from robust_jax.attacks.apgd import start_point
-from robust_jax.attacks.autoattack import _chunk_sizes, accuracy_after_each, run_sequence
+from robust_jax.attacks.sequence import _chunk_sizes, accuracy_after_each, run_sequence
 from robust_jax.config import defaults as config_defaults
 from robust_jax.evaluation import robustness
 from tests import helpers
@@ -141,6 +141,34 @@ def test_sequence_attacks_only_the_still_robust_and_keeps_the_first_break():
   assert list(result.seconds) == ['a', 'b']
   assert accuracy_after_each(result.broken_by, ('clean', 'a', 'b')) == {
       'clean': 18 / N, 'a': 15 / N, 'b': 13 / N}
+
+
+def test_sequence_runs_each_stage_of_an_attack_on_the_examples_the_earlier_stages_left():
+  labels = np.array([i % 3 for i in range(N)], np.int32)
+  images = np.stack([labels / 4, np.arange(N) / N], 1).astype(np.float32)
+  images[0, 0] = 0.75  # misclassified without an attack
+  calls, keys = ([], [], []), []
+
+  def keyed(attack):
+    def run(images, labels, key):
+      keys.append(jax.random.key_data(key))
+      return attack(images, labels, key)
+    return run
+
+  stages = [keyed(_stand_in({2, 5}, 1.0, calls[0])), keyed(_stand_in({5, 7, 9}, 0.9, calls[1]))]
+  result = run_sequence(_classify, images, labels, jax.random.key(0),
+                        [('a', stages), ('b', _stand_in({3}, 1.0, calls[2]))], batch_size=32)
+  seen_by = [set().union(*c) for c in calls]
+  assert seen_by[0] == set(range(1, N))
+  assert seen_by[1] == set(range(1, N)) - {2, 5}  # 5 already broken by stage 0
+  assert seen_by[2] == set(range(1, N)) - {2, 5, 7, 9}
+  expected = np.full(N, -1)
+  expected[0], expected[[2, 5, 7, 9]], expected[3] = 0, 1, 2
+  np.testing.assert_array_equal(result.broken_by, expected)
+  np.testing.assert_array_equal(result.adversarial[[2, 5], 0], 1.0)  # stage 0's image kept
+  np.testing.assert_array_equal(result.adversarial[[7, 9], 0], np.float32(0.9))
+  np.testing.assert_array_equal(keys[0], keys[1])  # a stage derives its draws from its index
+  assert list(result.seconds) == ['a', 'b']
 
 
 def _padding_trap(breaks, value, calls, padding):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from robust_jax.attacks import threat_model
+from robust_jax.attacks.autoattack import AutoAttackSettings, _attack
 from robust_jax.attacks.fab import fab, project_onto_hyperplane
 
 BATCH, DIM, NUM_CLASSES = 12, 8, 4
@@ -255,3 +256,45 @@ def test_fab_t_with_epsilon_keeps_the_first_target_in_rank_order_within_epsilon(
   kept = np.asarray([1, 0, 0])  # index r - 2 of the rank kept
   np.testing.assert_array_equal(moved, RANKED_CLASSES[np.arange(3), kept])
   np.testing.assert_allclose(norms, DISTANCES[np.arange(3), kept], rtol=0.02)
+
+
+@pytest.mark.parametrize('rank', [3, 5])
+def test_fab_t_at_one_traced_rank_attacks_that_class(rank):
+  # AutoAttack's stages pass the rank traced: one compilation for every target.
+  logits_fn, images, labels = ranked_problem()
+  attack = jax.jit(lambda r: fab(logits_fn, images, labels, num_steps=10, targeted=True,
+                                 target_class_rank=r))
+  moved, norms = moved_class_and_norm(*attack(jnp.int32(rank)))
+  np.testing.assert_array_equal(moved, RANKED_CLASSES[:, rank - 2])
+  np.testing.assert_allclose(norms, DISTANCES[:, rank - 2], rtol=0.02)
+
+
+def test_fab_t_at_one_rank_repeats_that_ranks_runs_of_the_whole_sweep():
+  # With restarts, rank 3 alone starts its second run where the sweep over ranks 2 and 3 starts
+  # its fourth (the random start of run (r - 2) × restarts + restart), evaluating the same points.
+  def recorder(points):
+    def logits_fn(x):
+      jax.debug.callback(lambda value: points.append(np.asarray(value)), x, ordered=True)
+      return linear_logits(x)
+    return logits_fn
+
+  steps, whole, alone = 2, [], []
+  key = jax.random.key(3)
+  fab(recorder(whole), IMAGES, LABELS, key, num_steps=steps, restarts=2, targeted=True,
+      num_target_classes=2)
+  fab(recorder(alone), IMAGES, LABELS, key, num_steps=steps, restarts=2, targeted=True,
+      target_class_rank=3)
+  per_run = 2 * steps  # the boundary's linearisation and the new point's class, per step
+  assert len(whole) == 1 + 4 * per_run and len(alone) == 1 + 2 * per_run
+  np.testing.assert_array_equal(np.stack(alone[1:]), np.stack(whole[-2 * per_run:]))
+  assert not np.array_equal(alone[1 + per_run], whole[1 + per_run])  # run 1 of rank 2 differs
+
+
+@pytest.mark.parametrize('stage', [0, 1, 4])
+def test_autoattack_stage_s_of_fab_t_attacks_the_class_ranked_s_plus_2(stage):
+  logits_fn, images, labels = ranked_problem()
+  found = _attack(jax.tree_util.Partial(logits_fn), images, labels, jax.random.key(0),
+                  jnp.float32(0.5), jnp.int32(stage), name='fab-t', version='standard',
+                  norm='linf', settings=AutoAttackSettings(fab_steps=10))
+  moved, _ = moved_class_and_norm(found, np.zeros(3))
+  np.testing.assert_array_equal(moved, RANKED_CLASSES[:, stage])
