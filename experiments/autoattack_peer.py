@@ -17,8 +17,9 @@ test images runs, at L∞ ε:
   resc_schedule=False).
 
 Prints and writes a json: clean accuracy and the robust accuracy after each attack for both, each
-attack's seconds (robust_jax's include compilation) and the seconds per example. Both models run
-in eval mode. An optional script: it needs the `pytorch` extra (torch, torchattacks).
+attack's seconds (robust_jax's include compilation, also given apart as `compile_seconds`), the
+seconds per example and what broke each example (`broken_by`). Both models run in eval mode, with
+the same CPU threads (JAX's XLA uses every core; torch.get_num_threads() is recorded). An optional script: it needs the `pytorch` extra (torch, torchattacks).
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def torchattacks_sequence(twin, images: np.ndarray, labels: np.ndarray, *, epsil
 
 def _summary(broken_by, seconds, names, num_examples) -> dict:
   return {'accuracy': accuracy_after_each(broken_by, names), 'seconds': seconds,
-          'seconds_per_example': sum(seconds.values()) / num_examples}
+          'seconds_per_example': sum(seconds.values()) / num_examples,
+          'broken_by': np.asarray(broken_by).tolist()}
 
 
 def compare(config, params, model_state, images: np.ndarray, labels: np.ndarray, *,
@@ -125,7 +127,8 @@ def compare(config, params, model_state, images: np.ndarray, labels: np.ndarray,
   return {'num_examples': len(labels), 'epsilon': epsilon, 'norm': 'linf', 'seed': seed,
           'settings': dataclasses.asdict(settings), 'torch_threads': torch.get_num_threads(),
           'jax_devices': [str(d) for d in jax.local_devices()],
-          'robust_jax': _summary(result.broken_by, result.seconds, names, len(labels)),
+          'robust_jax': _summary(result.broken_by, result.seconds, names, len(labels))
+                        | {'compile_seconds': result.compile_seconds},
           'torchattacks': _summary(peer_broken_by, peer_seconds, names, len(labels))}
 
 

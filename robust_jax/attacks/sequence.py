@@ -20,9 +20,10 @@ the devices like the train step's batches; padding rows are never counted.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +46,25 @@ class SequenceResult:
   adversarial: np.ndarray  # (N, ...): the first image that fooled the model, else the clean one
   broken_by: np.ndarray  # (N,) int: index into the names (0 = clean), -1 = robust
   seconds: dict[str, float]  # per attack name, wall time including compilation
+  compile_seconds: dict[str, float]  # per attack name, the part spent tracing and compiling
+
+
+@contextlib.contextmanager
+def _compile_clock() -> Iterator[list[float]]:
+  """Yields [seconds]: JAX's tracing, lowering and XLA compilation inside the block (its
+  '/jax/core/compile/' monitoring events), summed."""
+  total = [0.0]
+
+  def listener(event, duration, **kwargs):
+    del kwargs
+    if event.startswith('/jax/core/compile/'):
+      total[0] += duration
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    yield total
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def accuracy_after_each(broken_by: np.ndarray, names: Sequence[str]) -> dict[str, float]:
@@ -92,7 +112,7 @@ def run_sequence(classify: Classify, images, labels, key: jax.Array,
   place = (lambda a: jnp.asarray(a)) if sharding is None else (
       lambda a: jax.device_put(a, sharding))
   adversarial, broken_by = images.copy(), np.full(len(labels), -1)
-  seconds = {}
+  seconds, compile_seconds = {}, {}
 
   def chunks(indices):
     start = 0
@@ -105,12 +125,12 @@ def run_sequence(classify: Classify, images, labels, key: jax.Array,
     predicted = classify(place(images[rows]), jax.random.fold_in(jax.random.fold_in(key, 0), c))
     wrong = np.asarray(predicted)[:count] != labels[rows[:count]]
     broken_by[rows[:count][wrong]] = 0
-  for k, (name, stages) in enumerate(attacks, 1):
-    started = time.perf_counter()
-    for s, attack in enumerate([stages] if callable(stages) else stages):
+
+  def run_stages(k, stages):
+    for s, attack in enumerate(stages):
       robust = np.flatnonzero(broken_by == -1)
       if not len(robust):
-        break
+        return
       for c, rows, count in chunks(robust):
         attack_key, classify_key = jax.random.split(
             jax.random.fold_in(jax.random.fold_in(key, k), c))
@@ -122,5 +142,10 @@ def run_sequence(classify: Classify, images, labels, key: jax.Array,
         fooled = predicted != labels[real]
         adversarial[real[fooled]] = np.asarray(found)[:count][fooled]
         broken_by[real[fooled]] = k
-    seconds[name] = time.perf_counter() - started
-  return SequenceResult(adversarial, broken_by, seconds)
+
+  for k, (name, stages) in enumerate(attacks, 1):
+    started = time.perf_counter()
+    with _compile_clock() as compiling:
+      run_stages(k, [stages] if callable(stages) else stages)
+    seconds[name], compile_seconds[name] = time.perf_counter() - started, compiling[0]
+  return SequenceResult(adversarial, broken_by, seconds, compile_seconds)

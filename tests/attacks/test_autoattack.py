@@ -168,7 +168,7 @@ def test_sequence_runs_each_stage_of_an_attack_on_the_examples_the_earlier_stage
   np.testing.assert_array_equal(result.adversarial[[2, 5], 0], 1.0)  # stage 0's image kept
   np.testing.assert_array_equal(result.adversarial[[7, 9], 0], np.float32(0.9))
   np.testing.assert_array_equal(keys[0], keys[1])  # a stage derives its draws from its index
-  assert list(result.seconds) == ['a', 'b']
+  assert list(result.seconds) == list(result.compile_seconds) == ['a', 'b']
 
 
 def _padding_trap(breaks, value, calls, padding):
@@ -248,8 +248,12 @@ def test_accuracy_after_each_attack_on_hand_bookkeeping():
 def test_autoattack_standard_end_to_end_on_a_linear_model(linear_problem):
   logits_fn, images, labels = linear_problem
   labels = labels.at[:3].set((labels[:3] + 1) % NUM_CLASSES)  # 3 misclassified without attack
-  adversarial, broken_by = attacks.autoattack(logits_fn, images, labels, jax.random.key(0),
-                                              epsilon=0.05, settings=TINY, batch_size=8)
+  result = attacks.autoattack_sequence(lambda x: logits_fn(x), images, labels, jax.random.key(0),
+                                       epsilon=0.05, settings=TINY, batch_size=8)
+  adversarial, broken_by = result.adversarial, result.broken_by
+  # A new function: APGD-CE compiles (JAX's monitoring events), within its wall time.
+  assert result.compile_seconds['apgd-ce'] > 0
+  assert all(0 <= result.compile_seconds[n] <= result.seconds[n] for n in result.seconds)
   np.testing.assert_array_equal(broken_by[:3], 0)
   assert set(broken_by.tolist()) <= {-1, 0, 1, 2, 3, 4} and (broken_by > 0).any()
   predicted = np.asarray(jnp.argmax(logits_fn(jnp.asarray(adversarial)), -1))
