@@ -46,12 +46,18 @@ from robust_jax.training.runs import load_run  # noqa: E402
 
 __all__ = ['compare', 'torchattacks_sequence']
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained workdir (config.json + checkpoints).')
-_NUM_EXAMPLES = flags.DEFINE_integer('num_examples', 1000, 'The first N test images.')
-_EPSILON = flags.DEFINE_float('epsilon', 0.1, 'L∞ radius in [0, 1] pixel units.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of both sides.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 500, 'Chunk size of both sides.')
-_OUTPUT = flags.DEFINE_string('output', None, 'Default: WORKDIR/autoattack_peer.json.')
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """The script's flags, defined only when it runs as a script: a process that imports `compare`
+  (a test) may also hold robust_jax.evaluate's flags, --workdir among them."""
+  flags.DEFINE_string('workdir', None, 'A trained workdir (config.json + checkpoints).')
+  flags.DEFINE_integer('num_examples', 1000, 'The first N test images.')
+  flags.DEFINE_float('epsilon', 0.1, 'L∞ radius in [0, 1] pixel units.')
+  flags.DEFINE_integer('seed', 0, 'Seed of both sides.')
+  flags.DEFINE_integer('batch_size', 500, 'Chunk size of both sides.')
+  flags.DEFINE_string('output', None, 'Default: WORKDIR/autoattack_peer.json.')
 
 
 def _logits(model, params, model_state, images):
@@ -134,15 +140,15 @@ def compare(config, params, model_state, images: np.ndarray, labels: np.ndarray,
 
 def main(argv):
   del argv
-  if not _WORKDIR.value:
+  if not FLAGS.workdir:
     sys.exit('error: give --workdir')
-  config, _, params, model_state, splits, mesh = load_run(_WORKDIR.value)
-  count = _NUM_EXAMPLES.value
+  config, _, params, model_state, splits, mesh = load_run(FLAGS.workdir)
+  count = FLAGS.num_examples
   images = np.asarray(splits.test.images[:count], np.float32) / 255.0
   labels = np.asarray(splits.test.labels[:count], np.int32)
-  report = compare(config, params, model_state, images, labels, epsilon=_EPSILON.value,
-                   seed=_SEED.value, batch_size=_BATCH_SIZE.value, mesh=mesh)
-  output = _OUTPUT.value or os.path.join(_WORKDIR.value, 'autoattack_peer.json')
+  report = compare(config, params, model_state, images, labels, epsilon=FLAGS.epsilon,
+                   seed=FLAGS.seed, batch_size=FLAGS.batch_size, mesh=mesh)
+  output = FLAGS.output or os.path.join(FLAGS.workdir, 'autoattack_peer.json')
   json_utils.dump(report, output)
   names = list(report['robust_jax']['accuracy'])
   print(f'| side | {" | ".join(names)} | s / example |')
@@ -152,8 +158,10 @@ def main(argv):
     print(f'| {side} | ' + ' | '.join(f'{100 * row["accuracy"][n]:.2f}' for n in names)
           + f' | {row["seconds_per_example"]:.4f} |')
   print(json.dumps({side: report[side]['seconds'] for side in ('robust_jax', 'torchattacks')}))
+  print('robust_jax compilation:', json.dumps(report['robust_jax']['compile_seconds']))
   print(f'wrote {output}')
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

@@ -43,6 +43,7 @@ def _finish(processes, timeout):
         p.kill()
 
 
+@pytest.mark.long
 def test_two_processes_in_a_shared_workdir_equal_one_process_with_two_devices(
     tiny_npz, tmp_path, eight_devices):
   config_file = write_config_file(tmp_path / 'config.py', tiny_npz, **TRAIN)

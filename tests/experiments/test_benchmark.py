@@ -74,6 +74,7 @@ def test_text_configs_report_texts_per_second(capsys):
   assert '| config | robust_jax ms/step | texts/s |' in table and '| text_imdb_textcnn_erm |' in table
 
 
+@pytest.mark.long
 def test_replica_mode_reports_every_batching_and_count(tmp_path, capsys):
   """--replicas times R replicas sequential, unrolled and vmapped (ERM here; by default ERM and
   PGD-10 AT)."""

@@ -9,10 +9,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.training.test_preemption import REPO, subprocess_env
 from tools import accelerator_report
 
 
+@pytest.mark.long
 def test_tiny_check_runs_end_to_end_on_cpu(tmp_path):
   out = tmp_path / 'out'
   completed = subprocess.run([sys.executable, 'tools/accelerator_check.py', '--tiny',

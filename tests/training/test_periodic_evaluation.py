@@ -52,6 +52,7 @@ def test_a_run_selects_its_best_robust_validation_step_and_keeps_it(tiny_npz, tm
   assert config.train.select_by == 'robust'
 
 
+@pytest.mark.long
 def test_a_resumed_run_continues_the_selection(tiny_npz, tmp_path):
   whole = train.train_and_evaluate(_config(tiny_npz), str(tmp_path / 'whole'))
   parts = str(tmp_path / 'parts')

@@ -121,6 +121,7 @@ def test_signal_and_wall_clock_checkpoint_in_process(tiny_npz, tmp_path, eight_d
   assert logged_steps(str(tmp_path)) == [1, 2, 3, 4]
 
 
+@pytest.mark.long
 def test_sigterm_then_rerun_equals_an_uninterrupted_run(tiny_npz, tmp_path):
   """Two `robust_jax.main` processes run at once; one gets SIGTERM after a few logged steps, saves
   and exits with code 0, and its rerun ends with the uninterrupted run's exact parameters."""

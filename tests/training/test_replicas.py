@@ -111,6 +111,7 @@ def test_a_weight_decay_sweep_from_a_config_without_one(tmp_path, tiny):
           != separate['test_loss'])
 
 
+@pytest.mark.long
 def test_resumed_replicas_equal_uninterrupted(tmp_path, tiny):
   config = tiny(seeds=(3, 4), num_steps=5)
   whole = loop.train_and_evaluate(config, str(tmp_path / 'whole'))

@@ -44,6 +44,7 @@ def test_one_and_eight_devices_agree(tiny_npz, tmp_path, eight_devices):
                results[1]['params'], results[8]['params'])
 
 
+@pytest.mark.long
 def test_interrupted_and_resumed_equals_uninterrupted(tiny_npz, tmp_path, eight_devices):
   config = helpers.tiny_config(tiny_npz)  # 2 epochs of 8 steps
   devices = eight_devices[:1]
