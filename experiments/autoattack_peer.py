@@ -19,7 +19,8 @@ test images runs, at L∞ ε:
 Prints and writes a json: clean accuracy and the robust accuracy after each attack for both, each
 attack's seconds (robust_jax's include compilation, also given apart as `compile_seconds`), the
 seconds per example and what broke each example (`broken_by`). Both models run in eval mode, with
-the same CPU threads (JAX's XLA uses every core; torch.get_num_threads() is recorded). An optional script: it needs the `pytorch` extra (torch, torchattacks).
+the same CPU threads (JAX's XLA uses every core; torch.get_num_threads() is recorded). An
+optional script: it needs the `pytorch` extra (torch, torchattacks).
 """
 from __future__ import annotations
 

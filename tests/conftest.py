@@ -52,7 +52,8 @@ def eight_devices():
 
 
 def pytest_configure(config):
-  config.addinivalue_line('markers', 'long: one of the longest tests (25 s or more on 2 cores); started first')
+  config.addinivalue_line('markers',
+                          'long: one of the longest tests (25 s or more on 2 cores); started first')
   np.set_printoptions(precision=4)
 
 

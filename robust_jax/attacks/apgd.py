@@ -208,7 +208,8 @@ def apgd(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Arr
 def apgd_targeted(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Array, *,
                   epsilon: float, num_steps: int = 100, norm: str = 'linf',
                   num_target_classes: int | None = None, target_class_rank=None,
-                  target_labels: jax.Array | None = None, restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
+                  target_labels: jax.Array | None = None, restarts: int = 1,
+                  rho: float = 0.75, momentum: float = 0.75,
                   start: str = 'sphere', eot_samples: int | None = None) -> jax.Array:
   """APGD-T: adversarial images (B, ...) in B_ε(images) ∩ [0, 1], from the targeted DLR loss.
 

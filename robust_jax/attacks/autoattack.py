@@ -140,8 +140,8 @@ def _attack_fn(name: str, version: str, settings: AutoAttackSettings, num_classe
 
 @functools.partial(jax.jit, static_argnames=('name', 'version', 'norm', 'settings'))
 def _attack(logits_fn, images, labels, key, epsilon, stage, *, name, version, norm, settings):
-  """Stage `stage` of one attack of the sequence on one chunk, projected onto B_ε(images) ∩ [0, 1].
-  """
+  """Stage `stage` (traced) of one attack of the sequence on one chunk, projected onto
+  B_ε(images) ∩ [0, 1]."""
   num_classes = jax.eval_shape(_one_draw(logits_fn, version), images).shape[-1]
   found = _attack_fn(name, version, settings, num_classes)(logits_fn, images, labels, key,
                                                           epsilon, norm, stage)
