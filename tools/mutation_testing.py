@@ -1,30 +1,36 @@
 #!/usr/bin/env python3
-"""Mutation testing of robust_jax/methods/, robust_jax/attacks/ and robust_jax/training/step.py with
-cosmic-ray, configured in mutation.toml (not part of CI: it is slow).
+"""Mutation testing of robust_jax/methods/, robust_jax/attacks/, robust_jax/training/step.py and
+the data pipeline with cosmic-ray, configured in mutation.toml (not part of CI: it is slow).
 
   python3 -m pip install cosmic-ray==8.7.0
+  python3 tools/mutation_testing.py [REPORT.txt] --part NAME   # one part (mutation.toml), < 1 h
   python3 tools/mutation_testing.py REPORT.txt [FILE_OR_FOLDER ...]  # default: whole scope
   python3 tools/mutation_testing.py --count [FILE_OR_FOLDER ...]     # count, run nothing
   python3 tools/mutation_testing.py [REPORT.txt] --module FILE_OR_FOLDER [--module ...]
-      # one part of the scope (--module may repeat); without REPORT.txt the report is only printed
+      # files or folders of the scope (--module may repeat); without REPORT.txt the report is
+      # only printed
+  --jobs N   # traced run and mutants in N processes (default: one per CPU)
 
 FILE_OR_FOLDER is relative to the repository root (or absolute, inside it); without one, the scope
-is mutation.toml's module-path. Run it with the interpreter that has robust_jax's dependencies and
-cosmic-ray: every step runs in that interpreter.
+is mutation.toml's module-path. A part's mutants meet the part's tests; files or folders meet the
+tests of every part that holds one of them. Run it with the interpreter that has robust_jax's
+dependencies and cosmic-ray: every step runs in that interpreter.
 
 It copies the working tree (tracked and untracked, not ignored files) to a scratch folder, so
 the tree is never mutated and nothing is left in it. There it
   1. lets cosmic-ray list the mutants (`cosmic-ray init`) and drop the operators mutation.toml
      filters out; of NumberReplacer's n + 1 and n - 1 it keeps n + 1, and it skips mutants in
      annotations and signatures (never evaluated, or not an operator: the `*` of `f(a, *, b)`);
-  2. runs the tests of mutation.toml once, each after `jax.clear_caches()` and under a line
-     tracer, to learn which test executes which line of the scope and how long it takes. A test
-     that fails here is left out (and named in the report). A mutant on lines no test executes
+  2. runs the tests once (split over the N jobs), each after `jax.clear_caches()` and under a
+     line tracer, to learn which test executes which line of the scope and how long it takes. A
+     test that fails here is left out (and named in the report). A mutant on lines no test executes
      is recorded as surviving without a run; one on code run at import (module level, `def`
      lines, decorators) gets every test that reaches its file. Every XLA program compiled here
      goes to JAX's persistent cache, so a mutant recompiles only the programs it changed;
-  3. `cosmic-ray exec`: per mutant, a fork server that has imported JAX, Flax, pytest, ... (but
-     started no JAX backend, so forking is safe) forks a child that imports the mutated code and
+  3. `cosmic-ray exec` in N copies of the scratch folder, each running every N-th mutant (their
+     results are gathered back): per mutant, a fork server that has imported JAX, Flax, pytest,
+     ... (but started no JAX backend, so forking is safe) forks a child that imports the mutated
+     code and
      runs, in-process, the tests that execute the mutated lines, fastest first, with -x. The
      child stops itself after 60 s + 3 x their measured time (a timeout, counted as killed);
   4. writes REPORT.txt and prints it: the kill rate, the counts per file, and every surviving
@@ -65,6 +71,7 @@ CONFIG = 'mutation.toml'
 SESSION_TOML = '.mutation/session.toml'
 SESSION_DB = '.mutation/session.sqlite'
 LINES_JSON = '.mutation/lines.json'
+LINES_SHARD = '.mutation/lines.{}.json'  # the traced run's share K
 PRISTINE = '.mutation/pristine'
 NOT_EXECUTED = 'not run: no test executes this line'
 TIMEOUT_MARK = 'MUTANT TIMEOUT'
@@ -87,15 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
       prog='tools/mutation_testing.py', description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter,
       usage='%(prog)s [-h] (REPORT.txt | --count) [FILE_OR_FOLDER ...] '
-            '[--module FILE_OR_FOLDER ...]')
+            '[--module FILE_OR_FOLDER ...] [--part NAME] [--jobs N]')
   parser.add_argument('--count', action='store_true',
                       help='count the mutants to run per file, run nothing')
   parser.add_argument('--module', action='append', default=[], metavar='FILE_OR_FOLDER',
                       help='mutate only this file or folder (may repeat; added to the positional '
                            'ones)')
+  parser.add_argument('--part', metavar='NAME',
+                      help="mutate one part of mutation.toml's [robust-jax-mutation.parts]")
+  parser.add_argument('--jobs', type=int, default=len(os.sched_getaffinity(0)), metavar='N',
+                      help='processes for the traced run and the mutants (default: one per CPU)')
   parser.add_argument('--test-mutant', action='store_true',
                       help="cosmic-ray's test command (mutation.toml), run in the scratch copy")
   parser.add_argument('--stage', choices=('map', 'serve'), help=argparse.SUPPRESS)
+  parser.add_argument('--shard', default='0/1', help=argparse.SUPPRESS)  # map: K/N
   parser.add_argument('positional', nargs='*', metavar='REPORT.txt [FILE_OR_FOLDER ...]',
                       help='the report to write, then the files or folders to mutate '
                            '(with --count: only files or folders)')
@@ -124,9 +136,27 @@ def resolve_module(path: str, repo: str = REPO) -> str:
   return relative
 
 
+def load_parts(repo: str = REPO) -> dict[str, dict]:
+  """mutation.toml's parts: name -> {'modules': [...], 'tests': [...globs]}."""
+  import tomllib
+  with open(os.path.join(repo, CONFIG), 'rb') as f:
+    return tomllib.load(f)['robust-jax-mutation']['parts']
+
+
+def part_tests(parts: dict[str, dict], modules: list[str]) -> list[str]:
+  """The test globs that `modules` (files or folders; empty: the whole scope) meet: those of every
+  part holding one of them or held by one, in order, each once."""
+  def overlap(a, b):
+    return a == b or a.startswith(b + '/') or b.startswith(a + '/')
+  chosen = [part for part in parts.values()
+            if not modules or any(overlap(m, p) for m in modules for p in part['modules'])]
+  return list(dict.fromkeys(t for part in chosen for t in part['tests']))
+
+
 def parse_args(argv: list[str], repo: str = REPO) -> argparse.Namespace:
-  """Parses `argv` into report (an absolute path, or None: print only), modules, count,
-  test_mutant and stage; exits 2 with the help or the usage and an error on a bad command line.
+  """Parses `argv` into report (an absolute path, or None: print only), modules, tests (globs),
+  jobs, count, test_mutant, stage and shard; exits 2 with the help or the usage and an error on a
+  bad command line.
 
   As in the bash version: with --count every positional argument is a file or folder, otherwise
   the first is REPORT.txt. A REPORT.txt that is a Python file or a folder is refused: it is a
@@ -138,10 +168,16 @@ def parse_args(argv: list[str], repo: str = REPO) -> argparse.Namespace:
     raise SystemExit(2)
   args = parser.parse_args(argv)
   if args.test_mutant or args.stage:
-    if args.positional or args.module or args.count or (args.test_mutant and args.stage):
+    if (args.positional or args.module or args.count or args.part
+        or (args.test_mutant and args.stage)):
       parser.error('--test-mutant and --stage take no other argument')
-    args.report, args.modules = None, []
+    args.report, args.modules, args.tests = None, [], []
     return args
+  if args.jobs < 1:
+    parser.error(f'--jobs {args.jobs}: give 1 or more')
+  parts = load_parts(repo)
+  if args.part is not None and args.part not in parts:
+    parser.error(f'--part {args.part!r}: mutation.toml has the parts {", ".join(parts)}')
   paths = list(args.positional)
   args.report = None
   if not args.count:
@@ -153,9 +189,11 @@ def parse_args(argv: list[str], repo: str = REPO) -> argparse.Namespace:
       args.report = os.path.realpath(report)
       if not os.path.isdir(os.path.dirname(args.report)):
         parser.error(f'REPORT.txt {report!r}: its folder does not exist')
-    elif not args.module:
-      parser.error('give REPORT.txt, --count or --module')
-  modules = []
+    elif not args.module and not args.part:
+      parser.error('give REPORT.txt, --count, --module or --part')
+  if args.part is not None and (paths or args.module):
+    parser.error('--part takes no FILE_OR_FOLDER: a part names its files')
+  modules = list(parts[args.part]['modules']) if args.part is not None else []
   for path in paths + args.module:
     try:
       module = resolve_module(path, repo)
@@ -164,6 +202,9 @@ def parse_args(argv: list[str], repo: str = REPO) -> argparse.Namespace:
     if module not in modules:
       modules.append(module)
   args.modules = modules
+  args.tests = part_tests(parts, modules)
+  if not args.tests:
+    parser.error(f'no part of mutation.toml holds {", ".join(modules)}: no test to run')
   return args
 
 
@@ -222,12 +263,15 @@ def follow(path: str, stop: threading.Event) -> None:
         stop.wait(0.2)
 
 
-def start_server() -> subprocess.Popen:
-  """Starts the fork server (`serve`) and waits for its socket; raises RuntimeError if it dies."""
+def start_server(folder: str) -> subprocess.Popen:
+  """Starts the fork server (`serve`) in `folder` (a job's copy) and waits for its socket; raises
+  RuntimeError if it dies."""
   sys.stdout.flush()
   # Its own process group, so that stopping it stops a child still running a mutant's tests.
-  server = subprocess.Popen([sys.executable, SCRIPT, '--stage', 'serve'], start_new_session=True)
-  while not (os.path.exists(SOCKET) and stat.S_ISSOCK(os.stat(SOCKET).st_mode)):
+  server = subprocess.Popen([sys.executable, SCRIPT, '--stage', 'serve'], cwd=folder,
+                            start_new_session=True)
+  socket_path = os.path.join(folder, SOCKET)
+  while not (os.path.exists(socket_path) and stat.S_ISSOCK(os.stat(socket_path).st_mode)):
     if server.poll() is not None:
       raise RuntimeError(f'the fork server stopped (exit code {server.returncode})')
     time.sleep(0.2)
@@ -243,22 +287,37 @@ def stop_server(server: subprocess.Popen) -> None:
   server.wait()
 
 
+def run_together(commands: list[list[str]], folders: list[str]) -> None:
+  """Runs `python COMMAND` in each folder at once and waits for all; raises CalledProcessError
+  for the first that failed."""
+  sys.stdout.flush()
+  processes = [subprocess.Popen([sys.executable, *command], cwd=folder)
+               for command, folder in zip(commands, folders)]
+  codes = [process.wait() for process in processes]
+  for command, code in zip(commands, codes):
+    if code:
+      raise subprocess.CalledProcessError(code, [sys.executable, *command])
+
+
 def _terminated(signum, frame):  # pylint: disable=unused-argument
   """SIGTERM handler: exits through the `finally` clauses, which remove the scratch folder."""
   raise SystemExit(128 + signum)
 
 
-def drive(report_path: str | None, modules: list[str], count_only: bool, repo: str = REPO) -> int:
+def drive(report_path: str | None, modules: list[str], tests: list[str], count_only: bool,
+          jobs: int = 1, repo: str = REPO) -> int:
   """The whole run (see the module docstring) in a scratch copy of `repo`, removed at the end.
 
   report_path: where the report goes besides stdout (None: stdout only); modules: the files and
-  folders to mutate, relative to `repo` (empty: mutation.toml's module-path); count_only: stop
-  after counting the mutants. Returns the exit code: 0, or that of the step that failed.
+  folders to mutate, relative to `repo` (empty: mutation.toml's module-path); tests: the test
+  globs their mutants meet; count_only: stop after counting the mutants; jobs: processes for the
+  traced run and the mutants. Returns the exit code: 0, or that of the step that failed.
   """
   scratch = tempfile.mkdtemp(prefix='robust_jax_mutation.')
   previous_handler = signal.signal(signal.SIGTERM, _terminated)
   cwd = os.getcwd()
-  server = None
+  servers = []
+  folders = [f'{scratch}.job{k}' for k in range(jobs)]
   try:
     os.environ.update(mutation_env(os.environ, scratch))
     copy_tree(repo, scratch, tree_files(repo))
@@ -267,28 +326,44 @@ def drive(report_path: str | None, modules: list[str], count_only: bool, repo: s
     shutil.copy(os.path.abspath(__file__), os.path.join(scratch, SCRIPT))
     os.chdir(scratch)
     os.mkdir('.mutation')
-    session_config(CONFIG, SESSION_TOML, modules)
+    session_config(CONFIG, SESSION_TOML, modules, tests)
     run_step('-m', 'cosmic_ray.cli', 'init', SESSION_TOML, SESSION_DB)
     run_step('-m', 'cosmic_ray.tools.filters.operators_filter', SESSION_DB, SESSION_TOML)
     skip_mutants(SESSION_DB)
     if count_only:
       count(SESSION_DB)
       return 0
-    run_step(SCRIPT, '--stage', 'map')
+    save_pristine(SESSION_DB)
+    run_together([[SCRIPT, '--stage', 'map', '--shard', f'{k}/{jobs}'] for k in range(jobs)],
+                 [scratch] * jobs)
+    line_map = merge_line_maps([load_json(LINES_SHARD.format(k)) for k in range(jobs)])
+    with open(LINES_JSON, 'w', encoding='utf-8') as f:
+      json.dump(line_map, f)
+    mark_not_executed(SESSION_DB, line_map)
     count(SESSION_DB)
-    server = start_server()
+    shares = split_mutants(SESSION_DB, jobs)
+    for folder, share in zip(folders, shares):
+      shutil.copytree(scratch, folder, ignore=shutil.ignore_patterns('jax_cache'))
+      keep_only(os.path.join(folder, SESSION_DB), share)
+    servers = [start_server(folder) for folder in folders]
     start = time.monotonic()
-    open(PROGRESS, 'a', encoding='utf-8').close()
     stop = threading.Event()
-    follower = threading.Thread(target=follow, args=(PROGRESS, stop), daemon=True)
-    follower.start()
+    followers = []
+    for folder in folders:
+      open(os.path.join(folder, PROGRESS), 'a', encoding='utf-8').close()
+      followers.append(threading.Thread(target=follow, args=(os.path.join(folder, PROGRESS), stop),
+                                        daemon=True))
+      followers[-1].start()
     try:
-      run_step('-m', 'cosmic_ray.cli', 'exec', SESSION_TOML, SESSION_DB)
+      run_together([['-m', 'cosmic_ray.cli', 'exec', SESSION_TOML, SESSION_DB]] * jobs, folders)
     finally:
       stop.set()
-      follower.join()
-    stop_server(server)
-    server = None
+      for follower in followers:
+        follower.join()
+    for server in servers:
+      stop_server(server)
+    servers = []
+    gather(SESSION_DB, folders, shares)
     report(SESSION_DB, report_path, time.monotonic() - start)
     return 0
   except subprocess.CalledProcessError as error:
@@ -299,27 +374,69 @@ def drive(report_path: str | None, modules: list[str], count_only: bool, repo: s
     print(f'mutation_testing: {error}', file=sys.stderr)
     return 1
   finally:
-    if server is not None:
+    for server in servers:
       stop_server(server)
     os.chdir(cwd)
-    shutil.rmtree(scratch, ignore_errors=True)
+    for folder in [scratch, *folders]:
+      shutil.rmtree(folder, ignore_errors=True)
     signal.signal(signal.SIGTERM, previous_handler)
+
+
+def split_mutants(session: str, jobs: int) -> list[list[int]]:
+  """The pending mutants' job ids dealt to `jobs` shares, in file and line order (so that every
+  share gets a like mix of files)."""
+  from cosmic_ray.work_db import WorkDB, use_db
+  with use_db(session, WorkDB.Mode.open) as db:
+    items = sorted(db.pending_work_items, key=lambda item: (
+        str(item.mutations[0].module_path), item.mutations[0].start_pos, item.job_id))
+  return [[item.job_id for item in items[k::jobs]] for k in range(jobs)]
+
+
+def keep_only(session: str, share: list[int]) -> None:
+  """Marks the pending mutants of `session` outside `share` as skipped: another job runs them."""
+  from cosmic_ray.work_db import WorkDB, use_db
+  from cosmic_ray.work_item import WorkerOutcome, WorkResult
+  keep = set(share)
+  with use_db(session, WorkDB.Mode.open) as db:
+    others = [item.job_id for item in db.pending_work_items if item.job_id not in keep]
+    db.set_multiple_results(others, WorkResult(output='Filtered: another job runs it',
+                                               worker_outcome=WorkerOutcome.SKIPPED))
+
+
+def gather(session: str, folders: list[str], shares: list[list[int]]) -> None:
+  """Copies each job's results (of its share) and run timings into `session` and TIMINGS."""
+  from cosmic_ray.work_db import WorkDB, use_db
+  for folder, share in zip(folders, shares):
+    keep = set(share)
+    with use_db(os.path.join(folder, session), WorkDB.Mode.open) as db:
+      results = [(item.job_id, result) for item, result in db.completed_work_items
+                 if item.job_id in keep]
+    with use_db(session, WorkDB.Mode.open) as db:
+      for job_id, result in results:
+        db.set_result(job_id, result)
+    timings = os.path.join(folder, TIMINGS)
+    if os.path.exists(timings):
+      with open(timings, encoding='utf-8') as src, open(TIMINGS, 'a', encoding='utf-8') as dst:
+        dst.write(src.read())
 
 
 # --- The steps in the scratch copy --------------------------------------------------------------
 
-def session_data(data: dict, paths: list[str]) -> dict:
-  """mutation.toml's `data` with module-path set to `paths` if any (a new dict)."""
-  data = {**data, 'cosmic-ray': dict(data['cosmic-ray'])}
+def session_data(data: dict, paths: list[str], tests: list[str]) -> dict:
+  """mutation.toml's `data` with module-path set to `paths` if any, and the tests to trace set to
+  `tests` (a new dict)."""
+  data = {**data, 'cosmic-ray': dict(data['cosmic-ray']),
+          'robust-jax-mutation': {'tests': list(tests)}}
   if paths:
     data['cosmic-ray']['module-path'] = list(paths)
   return data
 
 
-def session_config(config: str, out: str, paths: list[str]) -> None:
-  """Writes `config` (mutation.toml) to `out` with module-path set to `paths`, if given."""
+def session_config(config: str, out: str, paths: list[str], tests: list[str]) -> None:
+  """Writes `config` (mutation.toml) to `out` with module-path set to `paths`, if given, and the
+  tests to trace set to `tests`."""
   import toml  # a cosmic-ray dependency
-  data = session_data(toml.load(config), paths)
+  data = session_data(toml.load(config), paths, tests)
   with open(out, 'w', encoding='utf-8') as f:
     toml.dump(data, f)
 
@@ -434,10 +551,12 @@ def count(session: str) -> None:
 
 
 class LineTracer:
-  """pytest plugin: per test, the lines of `files` it executes and its wall time."""
+  """pytest plugin: per test of share `shard` of `shards` (every shards-th collected test, from
+  the shard-th), the lines of `files` it executes and its wall time."""
 
-  def __init__(self, files: set[str]):
+  def __init__(self, files: set[str], shard: int = 0, shards: int = 1):
     self.files = files
+    self.shard, self.shards = shard, shards
     self.lines = collections.defaultdict(set)
     self.durations = {}
     self.failed = set()  # tests that fail, and test files that cannot be collected
@@ -451,6 +570,10 @@ class LineTracer:
 
   def _call(self, frame, event, arg):  # pylint: disable=unused-argument
     return self._line if frame.f_code.co_filename in self.files else None
+
+  def pytest_collection_modifyitems(self, items):
+    """Keeps this share of the tests."""
+    items[:] = items[self.shard::self.shards]
 
   def pytest_runtest_logstart(self, nodeid, location):  # pylint: disable=unused-argument
     """Starts tracing test `nodeid` (after clearing JAX's caches)."""
@@ -485,28 +608,29 @@ def test_files(patterns: list[str]) -> list[str]:
   return list(dict.fromkeys(p for pattern in patterns for p in sorted(glob.glob(pattern))))
 
 
-def map_lines(session: str, config: str) -> None:
-  """The traced test run -> LINES_JSON; marks the mutants that no test executes as survivors."""
+def scope_paths(session: str) -> list[str]:
+  """The files of the session's pending mutants, relative to the scratch copy."""
+  from cosmic_ray.work_db import WorkDB, use_db
+  with use_db(session, WorkDB.Mode.open) as db:
+    return sorted({str(item.mutations[0].module_path) for item in db.pending_work_items})
+
+
+def save_pristine(session: str) -> None:
+  """Copies the unmutated files of the session's mutants to PRISTINE."""
+  for path in scope_paths(session):
+    os.makedirs(os.path.dirname(os.path.join(PRISTINE, path)), exist_ok=True)
+    shutil.copy(path, os.path.join(PRISTINE, path))
+
+
+def trace_share(session: str, config: str, shard: int, shards: int) -> None:
+  """Share `shard` of `shards` of the traced run of the session's tests -> LINES_SHARD."""
   import tomllib
 
   import pytest
-  from cosmic_ray.mutating import mutate_code
-  from cosmic_ray.plugins import get_operator
-  from cosmic_ray.work_db import WorkDB, use_db
-  from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
   with open(config, 'rb') as f:
-    patterns = tomllib.load(f)['robust-jax-mutation']['tests']
-  files = test_files(patterns)
-  with use_db(session, WorkDB.Mode.open) as db:
-    items = list(db.pending_work_items)
-  paths = sorted({str(item.mutations[0].module_path) for item in items})
-  for path in paths:
-    os.makedirs(os.path.dirname(os.path.join(PRISTINE, path)), exist_ok=True)
-    with open(path, encoding='utf-8') as src, open(os.path.join(PRISTINE, path), 'w',
-                                                   encoding='utf-8') as dst:
-      dst.write(src.read())
-  print(f'traced run of {", ".join(files)}', flush=True)
-  tracer = LineTracer({os.path.abspath(p) for p in paths})
+    files = test_files(tomllib.load(f)['robust-jax-mutation']['tests'])
+  print(f'traced run ({shard + 1} of {shards}) of {", ".join(files)}', flush=True)
+  tracer = LineTracer({os.path.abspath(p) for p in scope_paths(session)}, shard, shards)
   exit_code = pytest.main(['-q', '-p', 'no:cacheprovider', '--continue-on-collection-errors',
                            *files], plugins=[tracer])
   imported = sys.modules.get('robust_jax')
@@ -514,15 +638,42 @@ def map_lines(session: str, config: str) -> None:
     sys.exit(f'robust_jax was imported from {getattr(imported, "__file__", None)}, not the copy')
   if exit_code not in (0, 1) or not tracer.durations:
     sys.exit(f'the traced test run did not run (pytest exit code {exit_code})')
-  # A test that fails without a mutant would "kill" every mutant it reaches: leave it out.
-  line_map = {'durations': tracer.durations, 'left_out': sorted(tracer.failed),
-              'lines': {k: sorted(set(v) - tracer.failed) for k, v in tracer.lines.items()}}
-  if tracer.failed:
-    print(f'LEFT OUT, failing on the unmutated code: {", ".join(sorted(tracer.failed))}')
-  with open(LINES_JSON, 'w', encoding='utf-8') as f:
-    json.dump(line_map, f)
-  not_executed = 0
+  with open(LINES_SHARD.format(shard), 'w', encoding='utf-8') as f:
+    json.dump({'durations': tracer.durations, 'failed': sorted(tracer.failed),
+               'lines': {k: sorted(v) for k, v in tracer.lines.items()}}, f)
+
+
+def load_json(path: str):
+  """The JSON value in file `path`."""
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
+
+
+def merge_line_maps(shares: list[dict]) -> dict:
+  """The traced run's line map from its shares: durations, the failing tests left out, and per
+  line the tests (that did not fail) executing it. A test that fails without a mutant would
+  "kill" every mutant it reaches."""
+  failed = set().union(*(share['failed'] for share in shares))
+  lines = collections.defaultdict(set)
+  for share in shares:
+    for key, tests in share['lines'].items():
+      lines[key].update(tests)
+  return {'durations': {t: d for share in shares for t, d in share['durations'].items()},
+          'left_out': sorted(failed),
+          'lines': {k: sorted(v - failed) for k, v in sorted(lines.items())}}
+
+
+def mark_not_executed(session: str, line_map: dict) -> None:
+  """Records the mutants on lines no test executes as survivors, without a run."""
+  from cosmic_ray.mutating import mutate_code
+  from cosmic_ray.plugins import get_operator
+  from cosmic_ray.work_db import WorkDB, use_db
+  from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+  if line_map['left_out']:
+    print(f'LEFT OUT, failing on the unmutated code: {", ".join(line_map["left_out"])}')
   with use_db(session, WorkDB.Mode.open) as db:
+    items = list(db.pending_work_items)
+    not_executed = 0
     for item in items:
       (m,) = item.mutations
       if tests_for(str(m.module_path), [m.start_pos[0]], line_map):
@@ -768,12 +919,13 @@ def main(argv: list[str] | None = None) -> int:
   if args.test_mutant:
     return test_mutant()
   if args.stage == 'map':
-    map_lines(SESSION_DB, CONFIG)
+    shard, shards = map(int, args.shard.split('/'))
+    trace_share(SESSION_DB, SESSION_TOML, shard, shards)
     return 0
   if args.stage == 'serve':
     serve()
     return 0
-  return drive(args.report, args.modules, args.count)
+  return drive(args.report, args.modules, args.tests, args.count, args.jobs)
 
 
 if __name__ == '__main__':

@@ -67,6 +67,11 @@ def test_absolute_path_inside_the_repository_becomes_relative():
     (['--count', 'README.md'], 'not a Python file'),
     (['--module', 'robust_jax/losses.py', '--test-mutant'], '--test-mutant'),
     (['--bogus'], 'unrecognized arguments'),
+    (['--part', 'no_such_part'], 'mutation.toml has the parts methods, attacks'),
+    (['--part', 'fab', '--module', 'robust_jax/attacks/fab.py'], '--part takes no FILE_OR_FOLDER'),
+    (['--part', 'fab', '--stage', 'map'], '--stage take no other argument'),
+    (['--part', 'fab', '--jobs', '0'], '--jobs 0: give 1 or more'),
+    (['--module', 'robust_jax/models/cnn.py'], 'no part of mutation.toml holds'),
 ])
 def test_bad_command_lines_exit_2(argv, message, capsys):
   with pytest.raises(SystemExit) as exit_info:
@@ -89,14 +94,54 @@ def test_test_mutant_and_hidden_stages():
     mt.parse_args(['--stage', 'report'])
 
 
-def test_session_config_replaces_the_module_paths_only_when_given():
+def test_a_part_mutates_its_modules_and_meets_its_tests_only():
+  parts = mt.load_parts()
+  args = mt.parse_args(['--part', 'fab', '--jobs', '3'])
+  assert args.modules == parts['fab']['modules'] == ['robust_jax/attacks/fab.py']
+  assert args.tests == parts['fab']['tests'] and args.jobs == 3 and args.report is None
+  assert 'tests/test_step_reference.py' not in args.tests
+
+
+def test_files_or_folders_meet_the_tests_of_every_part_holding_them():
+  parts = {'a': {'modules': ['pkg/a', 'pkg/s.py'], 'tests': ['t/a.py', 't/common.py']},
+           'b': {'modules': ['pkg/b/x.py'], 'tests': ['t/b.py', 't/common.py']}}
+  assert mt.part_tests(parts, ['pkg/s.py']) == ['t/a.py', 't/common.py']
+  assert mt.part_tests(parts, ['pkg/a/deep/f.py']) == ['t/a.py', 't/common.py']  # inside a part
+  assert mt.part_tests(parts, ['pkg/b']) == ['t/b.py', 't/common.py']  # holds a part's file
+  assert mt.part_tests(parts, ['pkg']) == mt.part_tests(parts, []) == [
+      't/a.py', 't/common.py', 't/b.py']
+  assert mt.part_tests(parts, ['pkg/s']) == []  # a prefix of a name is not a folder
+  assert mt.parse_args(['--module', 'robust_jax/training/step.py']).tests == (
+      mt.load_parts()['methods']['tests'])
+
+
+def test_session_config_replaces_the_module_paths_only_when_given_and_sets_the_tests():
   data = {'cosmic-ray': {'module-path': ['robust_jax/methods'], 'timeout': 1200.0},
-          'robust-jax-mutation': {'tests': ['tests/x.py']}}
-  assert mt.session_data(data, []) == data
-  session = mt.session_data(data, ['robust_jax/methods/amp.py'])
+          'robust-jax-mutation': {'parts': {'p': {'modules': [], 'tests': ['tests/x.py']}}}}
+  session = mt.session_data(data, [], ['tests/x.py'])
+  assert session['cosmic-ray'] == data['cosmic-ray']
+  assert session['robust-jax-mutation'] == {'tests': ['tests/x.py']}
+  session = mt.session_data(data, ['robust_jax/methods/amp.py'], ['tests/y.py'])
   assert session['cosmic-ray'] == {'module-path': ['robust_jax/methods/amp.py'], 'timeout': 1200.0}
-  assert session['robust-jax-mutation'] == data['robust-jax-mutation']
+  assert session['robust-jax-mutation'] == {'tests': ['tests/y.py']}
   assert data['cosmic-ray']['module-path'] == ['robust_jax/methods']  # not changed in place
+
+
+def test_traced_shares_split_the_tests_and_merge_leaving_out_the_failing():
+  items = list(range(7))
+  shares = []
+  for shard in range(3):
+    tracer = mt.LineTracer(set(), shard, 3)
+    kept = list(items)
+    tracer.pytest_collection_modifyitems(kept)
+    shares.append(kept)
+  assert sorted(sum(shares, [])) == items and shares[0] == [0, 3, 6]  # each test once
+  merged = mt.merge_line_maps([
+      {'durations': {'t1': 1.0, 't2': 2.0}, 'failed': [],
+       'lines': {'a.py:3': ['t1', 't2'], 'a.py:4': ['t2']}},
+      {'durations': {'t3': 3.0}, 'failed': ['t2'], 'lines': {'a.py:3': ['t3']}}])
+  assert merged == {'durations': {'t1': 1.0, 't2': 2.0, 't3': 3.0}, 'left_out': ['t2'],
+                    'lines': {'a.py:3': ['t1', 't3'], 'a.py:4': []}}
 
 
 def test_environment_keeps_a_chosen_platform_and_caches_in_the_scratch_folder():
@@ -136,15 +181,28 @@ def test_mutation_toml_names_existing_modules_tests_and_this_driver():
   for path in config['cosmic-ray']['module-path']:
     assert os.path.exists(os.path.join(REPO_ROOT, path)), path
   assert config['cosmic-ray']['test-command'] == 'python3 tools/mutation_testing.py --test-mutant'
-  for pattern in config['robust-jax-mutation']['tests']:  # a stale glob silently drops tests
-    assert glob.glob(os.path.join(REPO_ROOT, pattern)), f'{pattern} matches no file'
+  parts = config['robust-jax-mutation']['parts']
   cwd = os.getcwd()
   try:
     os.chdir(REPO_ROOT)
-    files = mt.test_files(config['robust-jax-mutation']['tests'])
+    for name, part in parts.items():
+      for pattern in part['tests']:  # a stale glob silently drops tests
+        assert glob.glob(pattern), f'{name}: {pattern} matches no file'
+      files = mt.test_files(part['tests'])
+      assert len(files) == len(set(files))
+      for path in part['modules']:
+        assert os.path.exists(path), f'{name}: {path}'
+    # The parts cover the scope's Python files, each file once.
+    scope = sorted(f for root in config['cosmic-ray']['module-path']
+                   for f in ([root] if root.endswith('.py') else
+                             glob.glob(f'{root}/**/*.py', recursive=True)))
+    covered = sorted(f for part in parts.values() for root in part['modules']
+                     for f in ([root] if root.endswith('.py') else
+                               glob.glob(f'{root}/**/*.py', recursive=True)))
   finally:
     os.chdir(cwd)
-  assert 'tests/attacks/test_attack_schedules.py' in files and len(files) == len(set(files))
+  assert covered == scope
+  assert 'tests/attacks/test_attack_schedules.py' in mt.test_files(parts['attacks']['tests'])
 
 
 # --- Which mutants run, and which tests they get ------------------------------------------------
