@@ -25,7 +25,9 @@ the tree is never mutated and nothing is left in it. There it
      line tracer, to learn which test executes which line of the scope and how long it takes. A
      test that fails here is left out (and named in the report). A mutant on lines no test executes
      is recorded as surviving without a run; one on code run at import (module level, `def`
-     lines, decorators) gets every test that reaches its file. Every XLA program compiled here
+     lines, decorators) gets every test that reaches its file and the part's import tests
+     (tests that read module-level values, defaults or tables, without running a line of the
+     file). Every XLA program compiled here
      goes to JAX's persistent cache, so a mutant recompiles only the programs it changed;
   3. `cosmic-ray exec` in N copies of the scratch folder, each running every N-th mutant (their
      results are gathered back): per mutant, a fork server that has imported JAX, Flax, pytest,
@@ -143,19 +145,20 @@ def load_parts(repo: str = REPO) -> dict[str, dict]:
     return tomllib.load(f)['robust-jax-mutation']['parts']
 
 
-def part_tests(parts: dict[str, dict], modules: list[str]) -> list[str]:
-  """The test globs that `modules` (files or folders; empty: the whole scope) meet: those of every
-  part holding one of them or held by one, in order, each once."""
+def part_tests(parts: dict[str, dict], modules: list[str]) -> tuple[list[str], list[str]]:
+  """The test globs that `modules` (files or folders; empty: the whole scope) meet, and the import
+  tests among them: those of every part holding one of them or held by one, in order, each once."""
   def overlap(a, b):
     return a == b or a.startswith(b + '/') or b.startswith(a + '/')
   chosen = [part for part in parts.values()
             if not modules or any(overlap(m, p) for m in modules for p in part['modules'])]
-  return list(dict.fromkeys(t for part in chosen for t in part['tests']))
+  return (list(dict.fromkeys(t for part in chosen for t in part['tests'])),
+          list(dict.fromkeys(t for part in chosen for t in part['import-tests'])))
 
 
 def parse_args(argv: list[str], repo: str = REPO) -> argparse.Namespace:
-  """Parses `argv` into report (an absolute path, or None: print only), modules, tests (globs),
-  jobs, count, test_mutant, stage and shard; exits 2 with the help or the usage and an error on a
+  """Parses `argv` into report (an absolute path, or None: print only), modules, tests (the test
+  globs and the import-test globs), jobs, count, test_mutant, stage and shard; exits 2 with the help or the usage and an error on a
   bad command line.
 
   As in the bash version: with --count every positional argument is a file or folder, otherwise
@@ -171,7 +174,7 @@ def parse_args(argv: list[str], repo: str = REPO) -> argparse.Namespace:
     if (args.positional or args.module or args.count or args.part
         or (args.test_mutant and args.stage)):
       parser.error('--test-mutant and --stage take no other argument')
-    args.report, args.modules, args.tests = None, [], []
+    args.report, args.modules, args.tests = None, [], ([], [])
     return args
   if args.jobs < 1:
     parser.error(f'--jobs {args.jobs}: give 1 or more')
@@ -203,7 +206,7 @@ def parse_args(argv: list[str], repo: str = REPO) -> argparse.Namespace:
       modules.append(module)
   args.modules = modules
   args.tests = part_tests(parts, modules)
-  if not args.tests:
+  if not args.tests[0]:
     parser.error(f'no part of mutation.toml holds {", ".join(modules)}: no test to run')
   return args
 
@@ -310,7 +313,7 @@ def drive(report_path: str | None, modules: list[str], tests: list[str], count_o
 
   report_path: where the report goes besides stdout (None: stdout only); modules: the files and
   folders to mutate, relative to `repo` (empty: mutation.toml's module-path); tests: the test
-  globs their mutants meet; count_only: stop after counting the mutants; jobs: processes for the
+  globs their mutants meet and the import-test globs among them; count_only: stop after counting the mutants; jobs: processes for the
   traced run and the mutants. Returns the exit code: 0, or that of the step that failed.
   """
   scratch = tempfile.mkdtemp(prefix='robust_jax_mutation.')
@@ -422,19 +425,20 @@ def gather(session: str, folders: list[str], shares: list[list[int]]) -> None:
 
 # --- The steps in the scratch copy --------------------------------------------------------------
 
-def session_data(data: dict, paths: list[str], tests: list[str]) -> dict:
-  """mutation.toml's `data` with module-path set to `paths` if any, and the tests to trace set to
-  `tests` (a new dict)."""
+def session_data(data: dict, paths: list[str], tests: tuple[list[str], list[str]]) -> dict:
+  """mutation.toml's `data` with module-path set to `paths` if any, and the tests to trace and
+  the import tests set to `tests` (a new dict)."""
   data = {**data, 'cosmic-ray': dict(data['cosmic-ray']),
-          'robust-jax-mutation': {'tests': list(tests)}}
+          'robust-jax-mutation': {'tests': list(tests[0]), 'import-tests': list(tests[1])}}
   if paths:
     data['cosmic-ray']['module-path'] = list(paths)
   return data
 
 
-def session_config(config: str, out: str, paths: list[str], tests: list[str]) -> None:
+def session_config(config: str, out: str, paths: list[str],
+                   tests: tuple[list[str], list[str]]) -> None:
   """Writes `config` (mutation.toml) to `out` with module-path set to `paths`, if given, and the
-  tests to trace set to `tests`."""
+  tests to trace and the import tests set to `tests`."""
   import toml  # a cosmic-ray dependency
   data = session_data(toml.load(config), paths, tests)
   with open(out, 'w', encoding='utf-8') as f:
@@ -468,7 +472,9 @@ def statement_rows(source: str, row: int) -> tuple[range, bool]:
 
 def tests_for(path: str, rows: list[int], line_map: dict, pristine: str = PRISTINE) -> list[str]:
   """Tests that execute the statements on `rows` of `path`, fastest first (see statement_rows);
-  `path`'s unmutated source is read from `pristine`."""
+  for import-time code, also the part's import tests (which read module-level values such as
+  defaults and schemas without running a line of the module). `path`'s unmutated source is read
+  from `pristine`."""
   with open(os.path.join(pristine, path), encoding='utf-8') as f:
     source = f.read()
   tests = set()
@@ -477,6 +483,7 @@ def tests_for(path: str, rows: list[int], line_map: dict, pristine: str = PRISTI
     if at_import:
       tests.update(t for key, ts in line_map['lines'].items()
                    if key.rpartition(':')[0] == path for t in ts)
+      tests.update(line_map.get('import_tests', ()))
     else:
       tests.update(t for r in span for t in line_map['lines'].get(f'{path}:{r}', ()))
   return sorted(tests, key=lambda t: line_map['durations'][t])
@@ -628,7 +635,9 @@ def trace_share(session: str, config: str, shard: int, shards: int) -> None:
 
   import pytest
   with open(config, 'rb') as f:
-    files = test_files(tomllib.load(f)['robust-jax-mutation']['tests'])
+    settings = tomllib.load(f)['robust-jax-mutation']
+  files = test_files(settings['tests'])
+  import_files = set(test_files(settings['import-tests']))
   print(f'traced run ({shard + 1} of {shards}) of {", ".join(files)}', flush=True)
   tracer = LineTracer({os.path.abspath(p) for p in scope_paths(session)}, shard, shards)
   exit_code = pytest.main(['-q', '-p', 'no:cacheprovider', '--continue-on-collection-errors',
@@ -640,7 +649,9 @@ def trace_share(session: str, config: str, shard: int, shards: int) -> None:
     sys.exit(f'the traced test run did not run (pytest exit code {exit_code})')
   with open(LINES_SHARD.format(shard), 'w', encoding='utf-8') as f:
     json.dump({'durations': tracer.durations, 'failed': sorted(tracer.failed),
-               'lines': {k: sorted(v) for k, v in tracer.lines.items()}}, f)
+               'lines': {k: sorted(v) for k, v in tracer.lines.items()},
+               'import_tests': sorted(t for t in tracer.durations
+                                      if t.partition('::')[0] in import_files)}, f)
 
 
 def load_json(path: str):
@@ -650,9 +661,9 @@ def load_json(path: str):
 
 
 def merge_line_maps(shares: list[dict]) -> dict:
-  """The traced run's line map from its shares: durations, the failing tests left out, and per
-  line the tests (that did not fail) executing it. A test that fails without a mutant would
-  "kill" every mutant it reaches."""
+  """The traced run's line map from its shares: durations, the failing tests left out, per line
+  the tests (that did not fail) executing it, and the import tests (that did not fail). A test
+  that fails without a mutant would "kill" every mutant it reaches."""
   failed = set().union(*(share['failed'] for share in shares))
   lines = collections.defaultdict(set)
   for share in shares:
@@ -660,7 +671,9 @@ def merge_line_maps(shares: list[dict]) -> dict:
       lines[key].update(tests)
   return {'durations': {t: d for share in shares for t, d in share['durations'].items()},
           'left_out': sorted(failed),
-          'lines': {k: sorted(v - failed) for k, v in sorted(lines.items())}}
+          'lines': {k: sorted(v - failed) for k, v in sorted(lines.items())},
+          'import_tests': sorted(set().union(*(share['import_tests'] for share in shares))
+                                 - failed)}
 
 
 def mark_not_executed(session: str, line_map: dict) -> None:

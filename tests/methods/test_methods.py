@@ -1,27 +1,135 @@
-"""Tests that check several methods at once, so belong to no one tests/methods/test_<method>.py:
-the registered defaults of DropAttack, TRADES and LFM, which the shipped Fashion-MNIST configs use
-(`config_defaults.registered`), pinned to the recipes' values (one parametrised test; each case
-kills a mutant of its module's defaults)."""
-import pytest
+"""Tests that check every method at once, so belong to no one tests/methods/test_<method>.py: each
+registered component's config section, pinned (defaults, accepted ranges, sweepable keys).
+
+The shipped configs are built from the registered defaults (`config_defaults.registered`) and the
+checks from the registered schemas, so a config test cannot see a default or a bound that moved:
+both sides move together. The table below is the one place that says what they must be; a change
+to a default or a range is made here on purpose. (It kills the mutants of every DEFAULTS, schema
+bound and sweepable list: mutation.toml runs it for mutants of code run at import.)
+"""
+import difflib
 
 from robust_jax import objectives
 
+REGISTERED = """\
+targets class_similarity
+  matrix_path = '': any string
+  alpha = 0.1: must be >= 0.0 and < 1.0 (finite)
+targets label_smoothing
+  smoothing = 0.1 [sweepable]: must be >= 0.0 and < 1.0 (finite)
+targets one_hot
+loss cross_entropy
+loss mdl
+  num_subnetworks = 2: must be >= 2 (orthogonality compares K >= 2 sub-networks)
+  orthogonality_weight = 1.0 [sweepable]: must be >= 0.0 (finite)
+loss trades
+  beta = 6.0 [sweepable]: must be > 0.0 (finite)
+  epsilon = 0.1 [sweepable]: must be > 0.0 (finite)
+  step_size = 0.025 [sweepable]: must be > 0.0 (finite)
+  num_steps = 10: must be >= 1
+  norm = 'linf': must be one of: linf, l2
+  model_mode = 'eval': must be one of: eval, train
+adversary embedding_fgm
+  epsilon = 5.0: must be > 0.0 (finite)
+  include_clean = True: must be True or False
+adversary embedding_pgd
+  epsilon = 5.0: must be > 0.0 (finite)
+  include_clean = True: must be True or False
+  step_size = 2.0: must be > 0.0 (finite)
+  num_steps = 3: must be >= 1
+adversary fgsm
+  epsilon = 0.1 [sweepable]: must be > 0.0 (finite)
+  step_size = 0.125 [sweepable]: must be > 0.0 (finite)
+  norm = 'linf': must be one of: linf, l2
+  random_start = True: must be True or False
+  model_mode = 'eval': must be one of: eval, train
+adversary none
+adversary pgd
+  epsilon = 0.1 [sweepable]: must be > 0.0 (finite)
+  step_size = 0.025 [sweepable]: must be > 0.0 (finite)
+  norm = 'linf': must be one of: linf, l2
+  random_start = True: must be True or False
+  model_mode = 'eval': must be one of: eval, train
+  num_steps = 10: must be >= 1
+weight_perturbation amp
+  epsilon = 0.1 [sweepable]: must be > 0.0 (finite)
+  inner_lr = 1.0 [sweepable]: must be > 0.0 (finite)
+  inner_steps = 1: must be >= 1
+  ball = 'per_tensor': must be one of: per_tensor, global
+  inner_grad_clip = 0.0: must be >= 0.0 (finite)
+  update_bn_on_inner_passes = True: must be True or False
+weight_perturbation dropattack
+  attack_probability = 0.5: must be > 0.0 and <= 1.0 (finite)
+  num_steps = 1: must be >= 1
+  attack_input = True: must be True or False
+  input_epsilon = 1.0 [sweepable]: must be >= 0.0 (finite)
+  input_norm = 'per_example': must be one of: batch, per_example
+  attack_weights = True: must be True or False
+  weight_paths = ('Conv_0/kernel',): a sequence, each any string; duplicates rejected
+  weight_epsilon = 0.05 [sweepable]: must be >= 0.0 (finite)
+  weight_epsilon_relative = True: must be True or False
+weight_perturbation dropattack_embedding
+  attack_probability = 0.7: must be > 0.0 and <= 1.0 (finite)
+  num_steps = 1: must be >= 1
+  attack_input = True: must be True or False
+  input_epsilon = 5.0 [sweepable]: must be >= 0.0 (finite)
+  attack_weights = True: must be True or False
+  weight_paths = ('forward_0/input_kernel',): a sequence, each any string; duplicates rejected
+  weight_epsilon = 5.0 [sweepable]: must be >= 0.0 (finite)
+  weight_epsilon_relative = False: must be True or False
+  input_paths = ('embedding/embedding',): a sequence of at least 1 items, each any string;
+    duplicates rejected
+weight_perturbation none
+feature_mask lfm
+  sites = ('conv1',): a sequence of at least 1 items, each any string; duplicates rejected
+  probability = 0.15: must be > 0.0 and <= 1.0 (finite)
+  channel_fraction = 0.5: must be > 0.0 and <= 1.0 (finite)
+  area_range = (0.02, 0.4): a sequence of exactly 2 items, each must be > 0.0 and <= 1.0 (finite);
+    duplicates accepted, reversed rejected
+  aspect_range = (0.3, 3.3333333333333335): a sequence of exactly 2 items, each must be > 0.0
+    (finite); duplicates accepted, reversed rejected
+  fill = 'uniform': must be one of: uniform, zero
+  mode = 'paper': must be one of: paper, official_code
+  official_code_samples = 8: must be >= 1
+feature_mask none
+  sites = (): a sequence, each any string; duplicates accepted
+"""
 
-# ----------------------------------------------------------------------------- mutation survivors
-# From the survivors of the cosmic-ray run on 7fe75c1 (experiments/results/mutation_survivors.md,
-# where they were tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
-# The shipped configs are built from these defaults, so the values are pinned here.
-@pytest.mark.parametrize('registry, name, expected', [
-    (objectives.WEIGHT_PERTURBATIONS, 'dropattack', dict(
-        attack_probability=0.5, num_steps=1, attack_input=True, input_epsilon=1.0,
-        input_norm='per_example', attack_weights=True, weight_paths=('Conv_0/kernel',),
-        weight_epsilon=0.05, weight_epsilon_relative=True)),
-    (objectives.LOSSES, 'trades', dict(beta=6.0, epsilon=0.1, step_size=0.025, num_steps=10,
-                                       norm='linf', model_mode='eval')),
-    (objectives.FEATURE_MASKS, 'lfm', dict(
-        sites=('conv1',), probability=0.15, channel_fraction=0.5, area_range=(0.02, 0.4),
-        aspect_range=(0.3, 1 / 0.3), fill='uniform', mode='paper', official_code_samples=8)),
-])
-def test_registered_method_defaults_are_the_fashion_mnist_recipes(registry, name, expected):
-  """`--config.<section>.name=<name>` and the shipped configs take these defaults."""
-  assert registry.default_section('', name) == dict(name=name, **expected)
+
+def _probes(field, default) -> str:
+  """What a sequence field says of its default's first item twice, and of its default reversed."""
+  if tuple not in field.types:
+    return ''
+  verdicts = []
+  for what, value in (('duplicates', (default or ('a',))[:1] * 2),
+                      ('reversed', tuple(reversed(default)) if len(set(default)) > 1 else None)):
+    if value is not None:
+      verdicts.append(f'{what} {"accepted" if field.predicate(value) else "rejected"}')
+  return '; ' + ', '.join(verdicts)
+
+
+def describe_registered() -> list[str]:
+  """Each registered component and each key of its section: default, sweepable, accepted range
+  (lines wrapped at 100 characters)."""
+  lines = []
+  for section, registry in objectives.SECTIONS.items():
+    for name in registry.names():
+      entry = registry.lookup('', name)
+      lines.append(f'{section} {name}')
+      for key, field in entry.schema.items():
+        sweepable = ' [sweepable]' if key in entry.sweepable else ''
+        line = (f'  {key} = {entry.defaults[key]!r}{sweepable}: {field.allowed}'
+                + _probes(field, entry.defaults[key]))
+        while len(line) > 100:
+          cut = line.rindex(' ', 0, 100)
+          lines.append(line[:cut])
+          line = '    ' + line[cut + 1:]
+        lines.append(line)
+  return lines
+
+
+def test_every_registered_section_has_the_pinned_defaults_ranges_and_sweepable_keys():
+  actual = describe_registered()
+  expected = REGISTERED.splitlines()
+  assert actual == expected, '\n'.join(difflib.unified_diff(expected, actual, 'pinned', 'code',
+                                                            lineterm=''))

@@ -67,7 +67,7 @@ def test_absolute_path_inside_the_repository_becomes_relative():
     (['--count', 'README.md'], 'not a Python file'),
     (['--module', 'robust_jax/losses.py', '--test-mutant'], '--test-mutant'),
     (['--bogus'], 'unrecognized arguments'),
-    (['--part', 'no_such_part'], 'mutation.toml has the parts methods, attacks'),
+    (['--part', 'no_such_part'], 'mutation.toml has the parts lfm_dropattack, methods, attacks'),
     (['--part', 'fab', '--module', 'robust_jax/attacks/fab.py'], '--part takes no FILE_OR_FOLDER'),
     (['--part', 'fab', '--stage', 'map'], '--stage take no other argument'),
     (['--part', 'fab', '--jobs', '0'], '--jobs 0: give 1 or more'),
@@ -98,32 +98,36 @@ def test_a_part_mutates_its_modules_and_meets_its_tests_only():
   parts = mt.load_parts()
   args = mt.parse_args(['--part', 'fab', '--jobs', '3'])
   assert args.modules == parts['fab']['modules'] == ['robust_jax/attacks/fab.py']
-  assert args.tests == parts['fab']['tests'] and args.jobs == 3 and args.report is None
-  assert 'tests/test_step_reference.py' not in args.tests
+  assert args.tests == (parts['fab']['tests'], parts['fab']['import-tests'])
+  assert args.jobs == 3 and args.report is None
+  assert 'tests/test_step_reference.py' not in args.tests[0]
 
 
 def test_files_or_folders_meet_the_tests_of_every_part_holding_them():
-  parts = {'a': {'modules': ['pkg/a', 'pkg/s.py'], 'tests': ['t/a.py', 't/common.py']},
-           'b': {'modules': ['pkg/b/x.py'], 'tests': ['t/b.py', 't/common.py']}}
-  assert mt.part_tests(parts, ['pkg/s.py']) == ['t/a.py', 't/common.py']
-  assert mt.part_tests(parts, ['pkg/a/deep/f.py']) == ['t/a.py', 't/common.py']  # inside a part
-  assert mt.part_tests(parts, ['pkg/b']) == ['t/b.py', 't/common.py']  # holds a part's file
-  assert mt.part_tests(parts, ['pkg']) == mt.part_tests(parts, []) == [
-      't/a.py', 't/common.py', 't/b.py']
-  assert mt.part_tests(parts, ['pkg/s']) == []  # a prefix of a name is not a folder
+  parts = {'a': {'modules': ['pkg/a', 'pkg/s.py'], 'tests': ['t/a.py', 't/common.py'],
+                 'import-tests': ['t/a.py']},
+           'b': {'modules': ['pkg/b/x.py'], 'tests': ['t/b.py', 't/common.py'],
+                 'import-tests': []}}
+  assert mt.part_tests(parts, ['pkg/s.py']) == (['t/a.py', 't/common.py'], ['t/a.py'])
+  assert mt.part_tests(parts, ['pkg/a/deep/f.py'])[0] == ['t/a.py', 't/common.py']  # in a part
+  assert mt.part_tests(parts, ['pkg/b']) == (['t/b.py', 't/common.py'], [])  # holds a part's file
+  assert mt.part_tests(parts, ['pkg']) == mt.part_tests(parts, []) == (
+      ['t/a.py', 't/common.py', 't/b.py'], ['t/a.py'])
+  assert mt.part_tests(parts, ['pkg/s']) == ([], [])  # a prefix of a name is not a folder
+  methods = mt.load_parts()['methods']
   assert mt.parse_args(['--module', 'robust_jax/training/step.py']).tests == (
-      mt.load_parts()['methods']['tests'])
+      methods['tests'], methods['import-tests'])
 
 
 def test_session_config_replaces_the_module_paths_only_when_given_and_sets_the_tests():
   data = {'cosmic-ray': {'module-path': ['robust_jax/methods'], 'timeout': 1200.0},
           'robust-jax-mutation': {'parts': {'p': {'modules': [], 'tests': ['tests/x.py']}}}}
-  session = mt.session_data(data, [], ['tests/x.py'])
+  session = mt.session_data(data, [], (['tests/x.py'], []))
   assert session['cosmic-ray'] == data['cosmic-ray']
-  assert session['robust-jax-mutation'] == {'tests': ['tests/x.py']}
-  session = mt.session_data(data, ['robust_jax/methods/amp.py'], ['tests/y.py'])
+  assert session['robust-jax-mutation'] == {'tests': ['tests/x.py'], 'import-tests': []}
+  session = mt.session_data(data, ['robust_jax/methods/amp.py'], (['tests/y.py'], ['tests/z.py']))
   assert session['cosmic-ray'] == {'module-path': ['robust_jax/methods/amp.py'], 'timeout': 1200.0}
-  assert session['robust-jax-mutation'] == {'tests': ['tests/y.py']}
+  assert session['robust-jax-mutation'] == {'tests': ['tests/y.py'], 'import-tests': ['tests/z.py']}
   assert data['cosmic-ray']['module-path'] == ['robust_jax/methods']  # not changed in place
 
 
@@ -138,10 +142,11 @@ def test_traced_shares_split_the_tests_and_merge_leaving_out_the_failing():
   assert sorted(sum(shares, [])) == items and shares[0] == [0, 3, 6]  # each test once
   merged = mt.merge_line_maps([
       {'durations': {'t1': 1.0, 't2': 2.0}, 'failed': [],
-       'lines': {'a.py:3': ['t1', 't2'], 'a.py:4': ['t2']}},
-      {'durations': {'t3': 3.0}, 'failed': ['t2'], 'lines': {'a.py:3': ['t3']}}])
-  assert merged == {'durations': {'t1': 1.0, 't2': 2.0, 't3': 3.0}, 'left_out': ['t2'],
-                    'lines': {'a.py:3': ['t1', 't3'], 'a.py:4': []}}
+       'lines': {'a.py:3': ['t1', 't2'], 'a.py:4': ['t2']}, 'import_tests': ['t2']},
+      {'durations': {'t3': 3.0, 't4': 0.5}, 'failed': ['t2'], 'lines': {'a.py:3': ['t3']},
+       'import_tests': ['t4']}])
+  assert merged == {'durations': {'t1': 1.0, 't2': 2.0, 't3': 3.0, 't4': 0.5}, 'left_out': ['t2'],
+                    'lines': {'a.py:3': ['t1', 't3'], 'a.py:4': []}, 'import_tests': ['t4']}
 
 
 def test_environment_keeps_a_chosen_platform_and_caches_in_the_scratch_folder():
@@ -190,6 +195,7 @@ def test_mutation_toml_names_existing_modules_tests_and_this_driver():
         assert glob.glob(pattern), f'{name}: {pattern} matches no file'
       files = mt.test_files(part['tests'])
       assert len(files) == len(set(files))
+      assert set(mt.test_files(part['import-tests'])) <= set(files), name
       for path in part['modules']:
         assert os.path.exists(path), f'{name}: {path}'
     # The parts cover the scope's Python files, each file once.
@@ -273,6 +279,12 @@ def test_tests_for_a_body_line_and_for_import_time_code(tmp_path):
   assert mt.tests_for('pkg/m.py', [6], line_map, str(tmp_path)) == [
       'fast', 'other', 'header', 'slow']  # a decorator
   assert mt.tests_for('pkg/m.py', [11], {'durations': {}, 'lines': {}}, str(tmp_path)) == []
+  # ... and the import tests, which read module-level values without running a line of the file.
+  line_map['durations']['reads'] = 0.5
+  line_map['import_tests'] = ['reads']
+  assert mt.tests_for('pkg/m.py', [3], line_map, str(tmp_path)) == [
+      'reads', 'fast', 'other', 'header', 'slow']
+  assert mt.tests_for('pkg/m.py', [10], line_map, str(tmp_path)) == ['fast', 'slow']  # a body
 
 
 # --- The report ---------------------------------------------------------------------------------
