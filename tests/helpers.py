@@ -144,3 +144,25 @@ def assert_rate(hits, probability: float, what: str):
   hits = np.asarray(hits)
   rate, error = hits.mean(), np.sqrt(probability * (1 - probability) / hits.size)
   assert abs(rate - probability) <= 5 * error + 1e-9, f'{what}: {rate:.4f} vs {probability}'
+
+
+def describe_field(key: str, field, default) -> list[str]:
+  """A config key's pinned description, wrapped at 100 characters: `key = default: accepted
+  range`, and for a sequence what it says of its default with an item repeated, reversed, one
+  item more and one fewer (what `allowed` does not say: uniqueness, order, length)."""
+  line = f'  {key} = {default!r}: {field.allowed}'
+  if tuple in field.types:
+    value = tuple(default)
+    last = value[-1] if value else 'a'
+    more = f'{last}_more' if isinstance(last, str) else last  # new, and in order
+    probes = (('duplicates', (value or ('a',))[:1] * max(len(value), 2)),
+              ('reversed', value[::-1] if len(set(value)) > 1 else None),
+              ('one more', value + (more,)), ('one fewer', value[:-1] or None))
+    line += '; ' + ', '.join(f'{what} {"accepted" if field.predicate(probe) else "rejected"}'
+                             for what, probe in probes if probe is not None)
+  lines = []
+  while len(line) > 100:
+    cut = line.rindex(' ', 0, 100)
+    lines.append(line[:cut])
+    line = '    ' + line[cut + 1:]
+  return [*lines, line]

@@ -2,6 +2,7 @@
 
 The checks are shared (`robust_jax.data.arrays`); each case here builds one bad input in tmp_path.
 """
+import difflib
 import gzip
 import os
 import shutil
@@ -455,3 +456,36 @@ def test_training_labels_of_one_class_are_refused(tmp_path):
   with pytest.raises(data.DatasetError, match=r": every training label is 3; a classifier needs "
                      r"examples of at least two classes$"):
     data.load_splits(config)
+
+
+# The dataset section's keys: default and accepted range, pinned. The config checks are built from
+# `data.SCHEMA` and the defaults from `config_defaults`, so no other test sees a bound that moved;
+# a change is made here on purpose (mutation.toml runs this for mutants of code run at import).
+DATASET_SECTION = """\
+  name = 'fashion_mnist': must be one of: mnist, fashion_mnist, cifar10, cifar100, svhn, ag_news,
+    imdb
+  source = 'idx': must be one of: idx, tfds, npz, csv
+  path = '/usr/share/datasets/fashion-mnist': any string
+  download = False: must be True or False
+  augmentation = 'default': must be one of: default, none, crop, crop_flip
+  crop_padding = 4: must be >= 0 and <= 16
+  crop_fill = 0: must be >= 0 and <= 255
+  autoaugment = 'none': must be one of: none, cifar10, svhn
+  cutout_length = 0: must be >= 0
+  validation_examples = 0: must be >= 0
+  max_length = 256: must be >= 1
+  vocab_size = 50000: must be >= 3 (<pad> and <unk> take 2 ids: vocab_size 2 makes every word <unk>)
+  min_count = 1: must be >= 1
+  remove_stop_words = False: must be True or False
+  csv_files = ('train.csv', 'test.csv'): must be two file names, (train file, test file);
+    duplicates rejected, reversed accepted, one more rejected, one fewer rejected
+  cache_dir = '': any string
+"""
+
+
+def test_dataset_section_has_the_pinned_defaults_and_ranges():
+  section = config_defaults.default_config().dataset
+  actual = [line for key, field in data.SCHEMA.items()
+            for line in helpers.describe_field(key, field, section[key])]
+  assert actual == DATASET_SECTION.splitlines(), '\n'.join(difflib.unified_diff(
+      DATASET_SECTION.splitlines(), actual, 'pinned', 'code', lineterm=''))

@@ -113,3 +113,17 @@ def test_dropattack_weight_epsilon_is_absolute_unless_asked():
                                  **common)
   np.testing.assert_allclose(default.loss, absolute.loss, rtol=1e-6)
   assert abs(float(default.loss) - float(relative.loss)) > 1e-3
+
+
+# ------------------------------------------------------------------------------- argument bounds
+def test_gradient_takes_inputs_with_only_a_batch_axis_and_refuses_a_scalar():
+  """inputs (B,) (one feature per example) is the smallest input with a batch axis."""
+  def loss_fn(params, inputs, key):  # pylint: disable=unused-argument
+    return jnp.sum((params['w'] * inputs - 1.0) ** 2)
+  common = dict(attack_probability=1.0, num_steps=1, input_epsilon=0.1, attack_weights=False)
+  params = {'w': jnp.float32(2.0)}
+  result = dropattack.gradient(loss_fn, params, jnp.arange(4.0), jax.random.key(0), **common)
+  assert result.clean_loss == pytest.approx(1 + 1 + 9 + 25)  # (2x - 1)² at x = 0, 1, 2, 3
+  assert result.loss > result.clean_loss  # the input attack raised the loss
+  with pytest.raises(TypeError, match='with a batch axis first'):
+    dropattack.gradient(loss_fn, params, jnp.float32(1.0), jax.random.key(0), **common)

@@ -158,3 +158,17 @@ def test_official_code_stripes_stop_at_the_last_row():
   start, stop = lfm.official_code_stripes(jax.random.PRNGKey(4), (4096,), 8, 8)
   assert int(jnp.max(stop)) == 8
   assert bool(jnp.all(start >= 0))
+
+
+# ------------------------------------------------------------------------------- argument bounds
+def test_official_code_boxes_take_an_empty_batch_a_two_row_map_and_refuse_a_negative_size():
+  """batch_shape entries >= 0 (an empty batch draws nothing), maps of 2 rows or columns or more
+  (a box spans at most H − 1 rows)."""
+  h, w, x1, y1 = lfm.official_code_boxes(jax.random.key(0), (0, 3), 4, 4)
+  assert h.shape == w.shape == x1.shape == y1.shape == (0, 3)
+  h, w, _, _ = lfm.official_code_boxes(jax.random.key(0), (64,), 2, 2)
+  assert set(np.asarray(h).tolist()) <= {0, 1} and set(np.asarray(w).tolist()) <= {0, 1}
+  with pytest.raises(TypeError, match='ints >= 0'):
+    lfm.official_code_boxes(jax.random.key(0), (-1,), 4, 4)
+  with pytest.raises(ValueError, match='int >= 2'):
+    lfm.official_code_boxes(jax.random.key(0), (4,), 1, 4)

@@ -10,22 +10,23 @@ bound and sweepable list: mutation.toml runs it for mutants of code run at impor
 import difflib
 
 from robust_jax import objectives
+from tests import helpers
 
 REGISTERED = """\
 targets class_similarity
   matrix_path = '': any string
   alpha = 0.1: must be >= 0.0 and < 1.0 (finite)
 targets label_smoothing
-  smoothing = 0.1 [sweepable]: must be >= 0.0 and < 1.0 (finite)
+  smoothing [sweepable] = 0.1: must be >= 0.0 and < 1.0 (finite)
 targets one_hot
 loss cross_entropy
 loss mdl
   num_subnetworks = 2: must be >= 2 (orthogonality compares K >= 2 sub-networks)
-  orthogonality_weight = 1.0 [sweepable]: must be >= 0.0 (finite)
+  orthogonality_weight [sweepable] = 1.0: must be >= 0.0 (finite)
 loss trades
-  beta = 6.0 [sweepable]: must be > 0.0 (finite)
-  epsilon = 0.1 [sweepable]: must be > 0.0 (finite)
-  step_size = 0.025 [sweepable]: must be > 0.0 (finite)
+  beta [sweepable] = 6.0: must be > 0.0 (finite)
+  epsilon [sweepable] = 0.1: must be > 0.0 (finite)
+  step_size [sweepable] = 0.025: must be > 0.0 (finite)
   num_steps = 10: must be >= 1
   norm = 'linf': must be one of: linf, l2
   model_mode = 'eval': must be one of: eval, train
@@ -38,22 +39,22 @@ adversary embedding_pgd
   step_size = 2.0: must be > 0.0 (finite)
   num_steps = 3: must be >= 1
 adversary fgsm
-  epsilon = 0.1 [sweepable]: must be > 0.0 (finite)
-  step_size = 0.125 [sweepable]: must be > 0.0 (finite)
+  epsilon [sweepable] = 0.1: must be > 0.0 (finite)
+  step_size [sweepable] = 0.125: must be > 0.0 (finite)
   norm = 'linf': must be one of: linf, l2
   random_start = True: must be True or False
   model_mode = 'eval': must be one of: eval, train
 adversary none
 adversary pgd
-  epsilon = 0.1 [sweepable]: must be > 0.0 (finite)
-  step_size = 0.025 [sweepable]: must be > 0.0 (finite)
+  epsilon [sweepable] = 0.1: must be > 0.0 (finite)
+  step_size [sweepable] = 0.025: must be > 0.0 (finite)
   norm = 'linf': must be one of: linf, l2
   random_start = True: must be True or False
   model_mode = 'eval': must be one of: eval, train
   num_steps = 10: must be >= 1
 weight_perturbation amp
-  epsilon = 0.1 [sweepable]: must be > 0.0 (finite)
-  inner_lr = 1.0 [sweepable]: must be > 0.0 (finite)
+  epsilon [sweepable] = 0.1: must be > 0.0 (finite)
+  inner_lr [sweepable] = 1.0: must be > 0.0 (finite)
   inner_steps = 1: must be >= 1
   ball = 'per_tensor': must be one of: per_tensor, global
   inner_grad_clip = 0.0: must be >= 0.0 (finite)
@@ -62,55 +63,46 @@ weight_perturbation dropattack
   attack_probability = 0.5: must be > 0.0 and <= 1.0 (finite)
   num_steps = 1: must be >= 1
   attack_input = True: must be True or False
-  input_epsilon = 1.0 [sweepable]: must be >= 0.0 (finite)
+  input_epsilon [sweepable] = 1.0: must be >= 0.0 (finite)
   input_norm = 'per_example': must be one of: batch, per_example
   attack_weights = True: must be True or False
-  weight_paths = ('Conv_0/kernel',): a sequence, each any string; duplicates rejected
-  weight_epsilon = 0.05 [sweepable]: must be >= 0.0 (finite)
+  weight_paths = ('Conv_0/kernel',): a sequence, each any string; duplicates rejected, one more
+    accepted
+  weight_epsilon [sweepable] = 0.05: must be >= 0.0 (finite)
   weight_epsilon_relative = True: must be True or False
 weight_perturbation dropattack_embedding
   attack_probability = 0.7: must be > 0.0 and <= 1.0 (finite)
   num_steps = 1: must be >= 1
   attack_input = True: must be True or False
-  input_epsilon = 5.0 [sweepable]: must be >= 0.0 (finite)
+  input_epsilon [sweepable] = 5.0: must be >= 0.0 (finite)
   attack_weights = True: must be True or False
-  weight_paths = ('forward_0/input_kernel',): a sequence, each any string; duplicates rejected
-  weight_epsilon = 5.0 [sweepable]: must be >= 0.0 (finite)
+  weight_paths = ('forward_0/input_kernel',): a sequence, each any string; duplicates rejected, one
+    more accepted
+  weight_epsilon [sweepable] = 5.0: must be >= 0.0 (finite)
   weight_epsilon_relative = False: must be True or False
   input_paths = ('embedding/embedding',): a sequence of at least 1 items, each any string;
-    duplicates rejected
+    duplicates rejected, one more accepted
 weight_perturbation none
 feature_mask lfm
-  sites = ('conv1',): a sequence of at least 1 items, each any string; duplicates rejected
+  sites = ('conv1',): a sequence of at least 1 items, each any string; duplicates rejected, one
+    more accepted
   probability = 0.15: must be > 0.0 and <= 1.0 (finite)
   channel_fraction = 0.5: must be > 0.0 and <= 1.0 (finite)
   area_range = (0.02, 0.4): a sequence of exactly 2 items, each must be > 0.0 and <= 1.0 (finite);
-    duplicates accepted, reversed rejected
+    duplicates accepted, reversed rejected, one more rejected, one fewer rejected
   aspect_range = (0.3, 3.3333333333333335): a sequence of exactly 2 items, each must be > 0.0
-    (finite); duplicates accepted, reversed rejected
+    (finite); duplicates accepted, reversed rejected, one more rejected, one fewer rejected
   fill = 'uniform': must be one of: uniform, zero
   mode = 'paper': must be one of: paper, official_code
   official_code_samples = 8: must be >= 1
 feature_mask none
-  sites = (): a sequence, each any string; duplicates accepted
+  sites = (): a sequence, each any string; duplicates accepted, one more accepted
 """
-
-
-def _probes(field, default) -> str:
-  """What a sequence field says of its default's first item twice, and of its default reversed."""
-  if tuple not in field.types:
-    return ''
-  verdicts = []
-  for what, value in (('duplicates', (default or ('a',))[:1] * 2),
-                      ('reversed', tuple(reversed(default)) if len(set(default)) > 1 else None)):
-    if value is not None:
-      verdicts.append(f'{what} {"accepted" if field.predicate(value) else "rejected"}')
-  return '; ' + ', '.join(verdicts)
 
 
 def describe_registered() -> list[str]:
   """Each registered component and each key of its section: default, sweepable, accepted range
-  (lines wrapped at 100 characters)."""
+  (`helpers.describe_field`)."""
   lines = []
   for section, registry in objectives.SECTIONS.items():
     for name in registry.names():
@@ -118,13 +110,7 @@ def describe_registered() -> list[str]:
       lines.append(f'{section} {name}')
       for key, field in entry.schema.items():
         sweepable = ' [sweepable]' if key in entry.sweepable else ''
-        line = (f'  {key} = {entry.defaults[key]!r}{sweepable}: {field.allowed}'
-                + _probes(field, entry.defaults[key]))
-        while len(line) > 100:
-          cut = line.rindex(' ', 0, 100)
-          lines.append(line[:cut])
-          line = '    ' + line[cut + 1:]
-        lines.append(line)
+        lines += helpers.describe_field(key + sweepable, field, entry.defaults[key])
   return lines
 
 
