@@ -172,3 +172,14 @@ def test_official_code_boxes_take_an_empty_batch_a_two_row_map_and_refuse_a_nega
     lfm.official_code_boxes(jax.random.key(0), (-1,), 4, 4)
   with pytest.raises(ValueError, match='int >= 2'):
     lfm.official_code_boxes(jax.random.key(0), (4,), 1, 4)
+
+
+def test_official_code_boxes_keep_the_first_candidate_strictly_inside_both_sides():
+  """Square candidates of side round(√area) ∈ {3, 4} on 4 × 8 and 8 × 4 maps: the code keeps the
+  first with h < H and w < W, always 3 × 3; a 4 × 4 candidate (56 % of them) never fits the short
+  side, not even clipped to H − 1."""
+  for height, width in ((4, 8), (8, 4)):
+    h, w, _, _ = lfm.official_code_boxes(jax.random.key(1), (512,), height, width,
+                                         area_range=(2.6**2 / 32, 4.4**2 / 32),
+                                         aspect_range=(1.0, 1.0))
+    assert set(zip(np.asarray(h).tolist(), np.asarray(w).tolist())) == {(3, 3)}, (height, width)
