@@ -1,5 +1,6 @@
 """Tests that check every method at once, so belong to no one tests/methods/test_<method>.py: each
-registered component's config section, pinned (defaults, accepted ranges, sweepable keys).
+registered component's config section, pinned (defaults, accepted ranges, sweepable keys), and the
+keyword defaults of the methods' public functions and of the train step.
 
 The shipped configs are built from the registered defaults (`config_defaults.registered`) and the
 checks from the registered schemas, so a config test cannot see a default or a bound that moved:
@@ -8,6 +9,8 @@ to a default or a range is made here on purpose. (It kills the mutants of every 
 bound and sweepable list: mutation.toml runs it for mutants of code run at import.)
 """
 import difflib
+import importlib
+import inspect
 
 from robust_jax import objectives
 from tests import helpers
@@ -119,3 +122,41 @@ def test_every_registered_section_has_the_pinned_defaults_ranges_and_sweepable_k
   expected = REGISTERED.splitlines()
   assert actual == expected, '\n'.join(difflib.unified_diff(expected, actual, 'pinned', 'code',
                                                             lineterm=''))
+
+
+_ASPECT = (0.3, 1 / 0.3)
+KEYWORD_DEFAULTS = {
+    'methods.amp.perturbation': dict(ball='per_tensor', inner_grad_clip=0.0, has_aux=False,
+                                     key=None, state=None),
+    'methods.dropattack.gradient': dict(
+        input_norm='per_example', weight_paths=(), weight_epsilon=0.0,
+        weight_epsilon_relative=False, attack_input=True, attack_weights=True, has_aux=False,
+        state=None, input_paths=()),
+    'methods.lfm.local_feature_mask': dict(area_range=(0.02, 0.4), aspect_range=_ASPECT,
+                                           fill='uniform'),
+    'methods.lfm.mask': dict(area_range=(0.02, 0.4), aspect_range=_ASPECT, fill='uniform',
+                             mode='paper', official_code_samples=8),
+    'methods.lfm.official_code_boxes': dict(area_range=(0.02, 0.4), aspect_range=_ASPECT,
+                                            tries=100),
+    'methods.lfm.official_code_mask': dict(area_range=(0.02, 0.4), aspect_range=_ASPECT,
+                                           fill='uniform', num_samples=8),
+    'methods.lfm.official_code_stripes': dict(area_range=(0.02, 0.4), aspect_range=_ASPECT),
+    'methods.mdl.loss': dict(targets=None),
+    'methods.mdl.terms': dict(targets=None),
+    'methods.trades.adversarial_examples': dict(norm='linf'),
+    'methods.trades.loss': dict(norm='linf', targets=None),
+    'training.step.make_train_step': dict(log_grad_norm=False),
+    'training.step.step_function': dict(log_grad_norm=False),
+}
+
+
+def test_public_functions_have_the_pinned_keyword_defaults():
+  """Inspected, not called: no other test sees a keyword default that moved, since each passes
+  its own values."""
+  for name, expected in KEYWORD_DEFAULTS.items():
+    module, function = name.rsplit('.', 1)
+    parameters = inspect.signature(
+        getattr(importlib.import_module(f'robust_jax.{module}'), function)).parameters
+    actual = {key: p.default for key, p in parameters.items()
+              if p.default is not inspect.Parameter.empty}
+    assert actual == expected, name
