@@ -34,7 +34,9 @@ the tree is never mutated and nothing is left in it. There it
      ... (but started no JAX backend, so forking is safe) forks a child that imports the mutated
      code and
      runs, in-process, the tests that execute the mutated lines, fastest first, with -x. The
-     child stops itself after 60 s + 3 x their measured time (a timeout, counted as killed);
+     child stops itself after 60 s + 3 x their measured time (a timeout, counted as killed).
+     A mutant that is not valid Python (`{**d}` -> `{*d}`) is incompetent, left out of the
+     rate; one that makes a test module fail to collect (pytest's exit code 4) is killed;
   4. writes REPORT.txt and prints it: the kill rate, the counts per file, and every surviving
      mutant with file:line, operator and diff.
 
@@ -707,6 +709,18 @@ def unified_diff(before: str, after: str, path: str) -> str:
                                       f'a/{path}', f'b/{path}', n=1))
 
 
+def not_python(paths: list[str]) -> str:
+  """'' if every file of `paths` compiles, else the first SyntaxError, in one line."""
+  for path in paths:
+    with open(path, encoding='utf-8') as f:
+      source = f.read()
+    try:
+      compile(source, path, 'exec')
+    except SyntaxError as error:
+      return f'{path}:{error.lineno}: SyntaxError: {error.msg}'
+  return ''
+
+
 def run_mutant(started: float) -> int:
   """Runs, in this process, the tests that execute the mutated lines; 0: the mutant survived."""
   import pytest
@@ -745,6 +759,11 @@ def run_mutant(started: float) -> int:
     log('timeout')
     os._exit(3)  # pylint: disable=protected-access
 
+  invalid = not_python([path.rpartition(':')[0] for path in changed])
+  if invalid:  # e.g. `{**batch}` -> `{*batch}`: not a program, so no test can judge it
+    print(f'{INCOMPETENT_MARK}: {invalid}')
+    log('incompetent')
+    return 1
   watchdog = threading.Timer(limit, stop)
   watchdog.daemon = True
   watchdog.start()
@@ -752,7 +771,10 @@ def run_mutant(started: float) -> int:
   exit_code = pytest.main(['-x', '-q', '-p', 'no:cacheprovider', '--tb=line',
                            '-W', 'ignore::pytest.PytestAssertRewriteWarning', *tests])
   imported = getattr(sys.modules.get('robust_jax'), '__file__', os.getcwd())
-  if exit_code in (3, 4, 5) or not imported.startswith(os.getcwd()):  # not the mutant's doing
+  # Exit code 4 on valid code: a test module that cannot be collected with the mutant (e.g. a
+  # removed registration decorator fails a parametrisation), which pytest reports as a usage
+  # error after the collection error: the suite caught the mutant.
+  if exit_code in (3, 5) or not imported.startswith(os.getcwd()):  # not the mutant's doing
     print(f'{INCOMPETENT_MARK}: pytest exit code {exit_code}, robust_jax from {imported}')
     log('incompetent')
     return 1

@@ -131,15 +131,26 @@ def test_gradient_takes_inputs_with_only_a_batch_axis_and_refuses_a_scalar():
 
 @pytest.mark.parametrize('input_norm', ['batch', 'per_example'])
 def test_a_zero_gradient_leaves_its_input_or_tensor_unperturbed(input_norm):
-  """A direction of norm 0 perturbs nothing (the code's `if n != 0 and not nan`), never 0 / 0:
-  the inputs and the tensor 'unused' have zero gradient, so each attack term equals the clean
-  loss."""
+  """A direction of norm 0 perturbs nothing (the code's `if n != 0 and not nan`), neither 0 / 0
+  nor a step of another size: the loss is at its minimum in the inputs and in the tensor 'other',
+  whose gradients are 0 there, so each attack term equals the clean loss."""
   def loss_fn(params, inputs, key):  # pylint: disable=unused-argument
-    return jnp.sum((params['w'] - 2.0) ** 2) + 0.0 * jnp.sum(inputs) + 0.0 * params['unused']
-  params = {'w': jnp.float32(1.0), 'unused': jnp.float32(3.0)}
+    return (jnp.sum((params['w'] - 2.0) ** 2) + jnp.sum((inputs - 1.0) ** 2)
+            + (params['other'] - 3.0) ** 2)
+  params = {'w': jnp.float32(1.0), 'other': jnp.float32(3.0)}
   result = dropattack.gradient(
       loss_fn, params, jnp.ones((4, 3)), jax.random.key(0), attack_probability=1.0,
-      num_steps=2, input_epsilon=0.5, input_norm=input_norm, weight_paths=('unused',),
+      num_steps=2, input_epsilon=0.5, input_norm=input_norm, weight_paths=('other',),
       weight_epsilon=0.5)
   assert float(result.clean_loss) == 1.0 and float(result.loss) == 3.0  # clean + 2 equal terms
-  assert float(result.grads['w']) == -6.0 and float(result.grads['unused']) == 0.0
+  assert float(result.grads['w']) == -6.0 and float(result.grads['other']) == 0.0
+
+
+def test_a_weights_only_attack_takes_integer_inputs():
+  """The float-input check guards the input attack only: token ids pass with attack_input off."""
+  def loss_fn(params, inputs, key):  # pylint: disable=unused-argument
+    return jnp.sum((params['w'] * inputs.astype(jnp.float32) - 1.0) ** 2)
+  result = dropattack.gradient(loss_fn, {'w': jnp.float32(2.0)}, jnp.arange(4), jax.random.key(0),
+                               attack_probability=1.0, num_steps=1, input_epsilon=0.0,
+                               attack_input=False, weight_paths=('w',), weight_epsilon=0.1)
+  assert result.clean_loss == pytest.approx(1 + 1 + 9 + 25)

@@ -183,3 +183,21 @@ def test_official_code_boxes_keep_the_first_candidate_strictly_inside_both_sides
                                          area_range=(2.6**2 / 32, 4.4**2 / 32),
                                          aspect_range=(1.0, 1.0))
     assert set(zip(np.asarray(h).tolist(), np.asarray(w).tolist())) == {(3, 3)}, (height, width)
+
+
+def test_official_code_boxes_clip_the_last_candidate_when_none_fits():
+  """One try of side 4 on a 4 × 4 map: no candidate fits, the last is clipped to H − 1 × W − 1
+  (where the code would crash), never a box spanning the map."""
+  h, w, x1, y1 = lfm.official_code_boxes(jax.random.key(2), (16,), 4, 4, area_range=(0.95, 1.0),
+                                         aspect_range=(1.0, 1.0), tries=1)
+  assert set(np.asarray(h).tolist()) == set(np.asarray(w).tolist()) == {3}
+  assert set(np.asarray(x1).tolist()) <= {0, 1} and set(np.asarray(y1).tolist()) <= {0, 1}
+
+
+def test_official_code_boxes_of_a_batch_shape_are_those_of_its_flat_size():
+  """batch_shape (2, 3) draws what (6,) draws, reshaped: the first fitting candidate is taken
+  along the tries axis for every example, whatever the batch's rank."""
+  flat = lfm.official_code_boxes(jax.random.key(3), (6,), 6, 5)
+  grid = lfm.official_code_boxes(jax.random.key(3), (2, 3), 6, 5)
+  for a, b in zip(flat, grid):
+    np.testing.assert_array_equal(np.asarray(a).reshape(2, 3), b)

@@ -409,3 +409,11 @@ def test_count_of_one_module(tmp_path):
   assert lines[-2].endswith('  robust_jax/methods/erm.py') and lines[-1].endswith('mutants to run')
   assert int(lines[-2].split()[0]) == int(lines[-1].split()[0]) > 0
   assert not os.listdir(tmp_path)  # the scratch copy is removed
+
+
+def test_a_mutant_that_is_not_python_is_named_as_such(tmp_path):
+  (tmp_path / 'good.py').write_text('batch = {**{}, "image": 1}\n')
+  (tmp_path / 'bad.py').write_text('batch = {*{}, "image": 1}\n')  # `**` -> `*` in a dict display
+  assert mt.not_python([str(tmp_path / 'good.py')]) == ''
+  assert mt.not_python([str(tmp_path / 'good.py'), str(tmp_path / 'bad.py')]).startswith(
+      f'{tmp_path / "bad.py"}:1: SyntaxError')
