@@ -88,3 +88,11 @@ def test_mdl_logs_the_first_subnetworks_logits_and_defaults_to_the_papers_readin
   np.testing.assert_allclose(aux.logits, first[0], rtol=1e-6)
   assert objectives.LOSSES.default_section('', 'mdl') == dict(
       name='mdl', num_subnetworks=2, orthogonality_weight=1.0)
+
+
+def test_orthogonality_stays_finite_when_a_masked_norm_equals_the_guard():
+  """O_b's denominator adds 1e-12 to each masked norm (the docstring's formula): a sub-network
+  whose only mass off the true class is 1e-12 gives the unit vector halved, not 0 / 0."""
+  probs = jnp.array([[[1.0, 1e-12, 0.0]], [[0.0, 0.6, 0.4]]], jnp.float32)  # K = 2, B = 1, C = 3
+  value = float(mdl.orthogonality(probs, jnp.array([0]))[0])
+  assert value == pytest.approx(0.5 * 0.6 / np.hypot(0.6, 0.4), rel=1e-5)

@@ -224,3 +224,19 @@ def test_text_configs_validate_and_take_the_registered_recipes(tmp_path):
   with pytest.raises(data.DatasetError, match=r"^config.dataset.path='.*': CSV file "
                      r"'.*val_ag1.csv' not found; path must be a folder holding"):
     data.load_splits(dropattack_config.dataset)
+
+
+# ------------------------------------------------------------------------------- argument bounds
+def test_embedding_perturbation_takes_the_smallest_shapes_and_budgets_and_refuses_the_rest():
+  """ε = 0 and ε < 1 are budgets, (1, 1) and lists are shapes; (B,) alone, a 0 size, a bool size
+  are not (`embedding_adversary.perturbation`'s documented ranges, each at its edge)."""
+  def loss_fn(delta, step):  # pylint: disable=unused-argument
+    return jnp.sum((delta - 1.0) ** 2)
+  common = dict(step_size=0.5, num_steps=1)
+  assert float(jnp.abs(embedding_adversary.perturbation(
+      loss_fn, (2, 3), epsilon=0.0, **common)).max()) == 0.0
+  delta = embedding_adversary.perturbation(loss_fn, [1, 1], epsilon=0.25, **common)
+  assert delta.shape == (1, 1) and float(delta[0, 0]) == pytest.approx(-0.25)  # towards -g
+  for shape in ((3,), (2, 0), (2, True), 'ab'):
+    with pytest.raises(TypeError, match='must be'):
+      embedding_adversary.perturbation(loss_fn, shape, epsilon=0.25, **common)
