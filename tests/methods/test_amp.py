@@ -84,3 +84,14 @@ def test_amp_equals_optax_sam_with_one_global_step_outside_the_ball():
   sam_update, _ = sam.update(_grad(params), sam.init(params), params,
                              grad_fn=lambda p, _: _grad(p))
   chex.assert_trees_all_close(our_update, sam_update, rtol=1e-5)
+
+
+@pytest.mark.parametrize('ball', ['per_tensor', 'global'])
+def test_project_keeps_a_perturbation_far_inside_the_ball_as_it_is(ball):
+  """min(1, ε / (||Δ|| + 1e-12)) is 1 for ||Δ|| ≤ ε, down to norms below the guard itself (here
+  5e-13): the projection leaves Δ alone, it does not flip or blow it up."""
+  delta = {'a': jnp.full((4,), 2.5e-13, jnp.float32), 'b': jnp.zeros((2,), jnp.float32)}
+  projected, norm = amp.project(delta, 0.1, ball)
+  np.testing.assert_array_equal(projected['a'], delta['a'])
+  np.testing.assert_array_equal(projected['b'], delta['b'])
+  assert float(norm) == pytest.approx(5e-13, rel=1e-5)

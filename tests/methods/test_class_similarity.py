@@ -87,3 +87,42 @@ def test_load_similarity_rejects_negative_entries_even_when_rows_sum_to_one(tmp_
   np.save(path, np.array([[0.0, 1.5, -0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]]))
   with pytest.raises(cs.ConfigError, match='probability vectors'):
     class_similarity.load_similarity(path, 3)
+
+
+# ------------------------------------------------------------------------------- the file's checks
+def _load(tmp_path, matrix):
+  path = str(tmp_path / 'similarity.npy')
+  np.save(path, matrix)
+  return class_similarity.load_similarity(path, len(matrix))
+
+
+def test_load_similarity_reads_each_row_within_its_dtypes_precision_and_nothing_more(tmp_path):
+  """Rows must sum to 1 within 1e-4 (float64, float32, integers) or within C float16 rounding
+  errors (float16, then divided by their own sums); entries must be real numbers."""
+  swapped = np.array([[0.0, 1.0], [1.0, 0.0]])
+  for bad in (0.5 * swapped, np.array([[0, 2], [2, 0]]), (swapped + 2e-4).clip(0) * (1 - np.eye(2))):
+    with pytest.raises(cs.ConfigError, match='rows must be probability vectors'):
+      _load(tmp_path, bad)
+  with pytest.raises(cs.ConfigError, match='holds bool; must be a real'):
+    _load(tmp_path, swapped.astype(bool))
+  np.testing.assert_array_equal(_load(tmp_path, swapped.astype(np.int64)), swapped)
+  # float16 rows off by up to C·eps (≈ 2e-3 for C = 3), each divided by its own sum in float64
+  rows = np.array([[0.0, 0.3335, 0.6665], [0.499, 0.0, 0.5], [0.25, 0.75, 0.0]], np.float16)
+  loaded = _load(tmp_path, rows)
+  sums = rows.astype(np.float64).sum(1, keepdims=True)
+  assert np.abs(sums - 1).max() > 1e-4 and len(set(sums.ravel().tolist())) > 1
+  np.testing.assert_array_equal(loaded, rows.astype(np.float64) / sums)
+
+
+def test_load_similarity_returns_a_valid_matrix_as_stored_and_allows_a_diagonal_at_tolerance(
+    tmp_path):
+  """A matrix within the checks comes back as stored (same dtype, same bits: runs trained before
+  the checks keep their targets); a diagonal entry of exactly 1e-6 is 0 within the tolerance."""
+  stored = np.array([[0.0, 0.25, 0.75], [0.5, 0.0, 0.5], [1.0, 0.0, 0.0]], np.float32)
+  loaded = _load(tmp_path, stored)
+  assert loaded.dtype == np.float32
+  np.testing.assert_array_equal(loaded, stored)
+  at_tolerance = np.array([[0.0, 0.25, 0.75], [0.5, 1e-6, 0.5 - 1e-6], [1.0, 0.0, 0.0]])
+  np.testing.assert_array_equal(_load(tmp_path, at_tolerance), at_tolerance)
+  with pytest.raises(cs.ConfigError, match='the diagonal must be 0'):
+    _load(tmp_path, at_tolerance + np.diag([0.0, 1e-6, 0.0]))
