@@ -80,7 +80,7 @@ def test_a_float16_similarity_matrix_is_read_within_its_precision(tmp_path):
 
 
 # ----------------------------------------------------------------------------- mutation survivors
-# From the survivors of the cosmic-ray run on 7fe75c1 (experiments/results/mutation_survivors.md,
+# From the survivors of the cosmic-ray run on 7fe75c1 (experiments/results/mutation/2026-11-27_survivors.md,
 # where they were tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
 def test_load_similarity_rejects_negative_entries_even_when_rows_sum_to_one(tmp_path):
   path = str(tmp_path / 'similarity.npy')
