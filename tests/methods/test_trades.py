@@ -1,9 +1,14 @@
-"""TRADES (robust_jax/methods/trades.py): its config cross-checks (its KL direction is pinned in
-tests/attacks/test_attack_schedules.py, its step in tests/test_step_reference.py)."""
+"""TRADES (robust_jax/methods/trades.py): its config cross-checks and the range of β (its KL
+direction is pinned in tests/attacks/test_attack_schedules.py, its step in
+tests/test_step_reference.py)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from robust_jax.config import validation
 from robust_jax.config.schema import ConfigError
+from robust_jax.methods import trades
 
 
 def test_trades_with_an_adversary_is_a_config_error():
@@ -16,11 +21,6 @@ def test_trades_with_an_adversary_is_a_config_error():
 
 def test_trades_loss_takes_any_beta_from_0_and_is_the_natural_loss_at_0():
   """β ∈ [0, ∞): β = 0 is cross-entropy alone; β = 0.5 weighs the robust term by one half."""
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-  from robust_jax.methods import trades
-
   weights = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
   def apply_fn(params, images):
     return images.reshape(images.shape[0], -1) @ params
