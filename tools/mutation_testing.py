@@ -160,8 +160,8 @@ def part_tests(parts: dict[str, dict], modules: list[str]) -> tuple[list[str], l
 
 def parse_args(argv: list[str], repo: str = REPO) -> argparse.Namespace:
   """Parses `argv` into report (an absolute path, or None: print only), modules, tests (the test
-  globs and the import-test globs), jobs, count, test_mutant, stage and shard; exits 2 with the help or the usage and an error on a
-  bad command line.
+  globs and the import-test globs), jobs, count, test_mutant, stage and shard; exits 2 with the
+  help or the usage and an error on a bad command line.
 
   As in the bash version: with --count every positional argument is a file or folder, otherwise
   the first is REPORT.txt. A REPORT.txt that is a Python file or a folder is refused: it is a
@@ -315,8 +315,8 @@ def drive(report_path: str | None, modules: list[str], tests: list[str], count_o
 
   report_path: where the report goes besides stdout (None: stdout only); modules: the files and
   folders to mutate, relative to `repo` (empty: mutation.toml's module-path); tests: the test
-  globs their mutants meet and the import-test globs among them; count_only: stop after counting the mutants; jobs: processes for the
-  traced run and the mutants. Returns the exit code: 0, or that of the step that failed.
+  globs their mutants meet and the import-test globs among them; count_only: stop after counting
+  the mutants; jobs: processes for the traced run and the mutants. Returns the exit code: 0, or that of the step that failed.
   """
   scratch = tempfile.mkdtemp(prefix='robust_jax_mutation.')
   previous_handler = signal.signal(signal.SIGTERM, _terminated)
