@@ -316,7 +316,8 @@ def drive(report_path: str | None, modules: list[str], tests: list[str], count_o
   report_path: where the report goes besides stdout (None: stdout only); modules: the files and
   folders to mutate, relative to `repo` (empty: mutation.toml's module-path); tests: the test
   globs their mutants meet and the import-test globs among them; count_only: stop after counting
-  the mutants; jobs: processes for the traced run and the mutants. Returns the exit code: 0, or that of the step that failed.
+  the mutants; jobs: processes for the traced run and the mutants. Returns the exit code: 0, or
+  that of the step that failed.
   """
   scratch = tempfile.mkdtemp(prefix='robust_jax_mutation.')
   previous_handler = signal.signal(signal.SIGTERM, _terminated)

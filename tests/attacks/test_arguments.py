@@ -7,8 +7,9 @@ from robust_jax.attacks import arguments
 
 
 # ----------------------------------------------------------------------------- mutation survivors
-# From the survivors of the cosmic-ray run on 7fe75c1 (experiments/results/mutation/2026-11-27_survivors.md,
-# where they were tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
+# From the survivors of the cosmic-ray run on 7fe75c1
+# (experiments/results/mutation/2026-11-27_survivors.md, where they were
+# tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
 @pytest.mark.parametrize('logits_shape', [(5, 3), (4, 2, 3)])
 def test_check_inputs_rejects_logits_that_are_not_batch_by_classes(logits_shape):
   """(B', C) with B' != B, or (B, ..., C) with 3 axes, must be refused, each on its own."""

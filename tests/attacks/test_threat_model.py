@@ -7,8 +7,9 @@ from robust_jax.attacks import threat_model
 
 
 # ----------------------------------------------------------------------------- mutation survivors
-# From the survivors of the cosmic-ray run on 7fe75c1 (experiments/results/mutation/2026-11-27_survivors.md,
-# where they were tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
+# From the survivors of the cosmic-ray run on 7fe75c1
+# (experiments/results/mutation/2026-11-27_survivors.md, where they were
+# tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
 def test_l2_random_start_radius_is_uniform_in_the_ball():
   """Uniform in the d-ball: P(r <= t ε) = t^d, so E[r] = ε d / (d + 1) (d = 2 here)."""
   epsilon, num = 0.1, 20000

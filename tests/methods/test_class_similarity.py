@@ -80,8 +80,9 @@ def test_a_float16_similarity_matrix_is_read_within_its_precision(tmp_path):
 
 
 # ----------------------------------------------------------------------------- mutation survivors
-# From the survivors of the cosmic-ray run on 7fe75c1 (experiments/results/mutation/2026-11-27_survivors.md,
-# where they were tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
+# From the survivors of the cosmic-ray run on 7fe75c1
+# (experiments/results/mutation/2026-11-27_survivors.md, where they were
+# tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
 def test_load_similarity_rejects_negative_entries_even_when_rows_sum_to_one(tmp_path):
   path = str(tmp_path / 'similarity.npy')
   np.save(path, np.array([[0.0, 1.5, -0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]]))
@@ -100,7 +101,8 @@ def test_load_similarity_reads_each_row_within_its_dtypes_precision_and_nothing_
   """Rows must sum to 1 within 1e-4 (float64, float32, integers) or within C float16 rounding
   errors (float16, then divided by their own sums); entries must be real numbers."""
   swapped = np.array([[0.0, 1.0], [1.0, 0.0]])
-  for bad in (0.5 * swapped, np.array([[0, 2], [2, 0]]), (swapped + 2e-4).clip(0) * (1 - np.eye(2))):
+  off_by_2e4 = (swapped + 2e-4) * (1 - np.eye(2))
+  for bad in (0.5 * swapped, np.array([[0, 2], [2, 0]]), off_by_2e4):
     with pytest.raises(cs.ConfigError, match='rows must be probability vectors'):
       _load(tmp_path, bad)
   with pytest.raises(cs.ConfigError, match='holds bool; must be a real'):

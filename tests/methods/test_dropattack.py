@@ -92,8 +92,9 @@ def test_dropattack_input_attack_with_adversary_is_a_config_error():
 
 
 # ----------------------------------------------------------------------------- mutation survivors
-# From the survivors of the cosmic-ray run on 7fe75c1 (experiments/results/mutation/2026-11-27_survivors.md,
-# where they were tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
+# From the survivors of the cosmic-ray run on 7fe75c1
+# (experiments/results/mutation/2026-11-27_survivors.md, where they were
+# tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
 def test_dropattack_weight_epsilon_is_absolute_unless_asked():
   """`gradient` without `weight_epsilon_relative` uses ε_W = weight_epsilon, not ε·||W||_F."""
   params = {'w': jnp.array([3.0, -2.0, 4.0])}

@@ -117,8 +117,9 @@ def test_lfm_official_code_stripes_have_the_released_codes_statistics():
 
 
 # ----------------------------------------------------------------------------- mutation survivors
-# From the survivors of the cosmic-ray run on 7fe75c1 (experiments/results/mutation/2026-11-27_survivors.md,
-# where they were tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
+# From the survivors of the cosmic-ray run on 7fe75c1
+# (experiments/results/mutation/2026-11-27_survivors.md, where they were
+# tests/test_mutation_survivors.py::NAME): each kills a mutant no other test did.
 def test_lfm_mask_defaults_are_the_method_defaults():
   """Calling `mask` (or the mode functions) without the box/sample arguments gives DEFAULTS."""
   for fn in (lfm.mask, lfm.local_feature_mask, lfm.official_code_mask):
