@@ -451,8 +451,9 @@ def session_config(config: str, out: str, paths: list[str],
 def statement_rows(source: str, row: int) -> tuple[range, bool]:
   """(rows of the innermost statement holding `row`, whether that code runs at import).
 
-  A compound statement (if, for, def, ...) counts with its header only. Module-level statements,
-  `def` lines of top-level functions and decorators run at import, before any test starts.
+  A compound statement (if, for, def, ...) counts with its header only. What no function body
+  holds runs at import, before any test starts: module-level statements, class bodies (a
+  dataclass's field defaults), `def` lines (their default values) and decorators.
   """
   tree = ast.parse(source)
   parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
@@ -468,7 +469,10 @@ def statement_rows(source: str, row: int) -> tuple[range, bool]:
   if isinstance(body, list) and body:
     end = max(best.lineno, min(end, body[0].lineno - 1))
   decorators = getattr(best, 'decorator_list', [])
-  at_import = isinstance(parents[best], ast.Module) or any(
+  enclosing, functions = parents[best], (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+  while not isinstance(enclosing, (ast.Module, *functions)):
+    enclosing = parents[enclosing]
+  at_import = isinstance(enclosing, ast.Module) or any(
       d.lineno <= row <= d.end_lineno for d in decorators)
   return range(best.lineno, end + 1), at_import
 

@@ -68,7 +68,7 @@ def check_loss(loss, num_classes: int, targeted: bool,
 
 
 def check_attack(logits_fn: Callable, images, labels, key, *, epsilon, norm, loss, targeted,
-                 random_start, num_steps: int = 1, restarts: int = 1, step_size=None,
+                 random_start, num_steps: int, restarts: int, step_size=None,
                  loss_choices: Sequence[str] = ATTACK_LOSSES) -> None:
   """All checks of an attack call; `step_size=None` means the attack derives it from ε.
 

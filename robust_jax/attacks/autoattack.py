@@ -108,11 +108,11 @@ def _stage_count(name: str, version: str, settings: AutoAttackSettings, num_clas
   return 1
 
 
-def _attack_fn(name: str, version: str, settings: AutoAttackSettings, num_classes: int):
+def _attack_fn(name: str, version: str, settings: AutoAttackSettings):
   """fn(logits_fn, images, labels, key, epsilon, norm, stage) -> adversarial: stage `stage`
   (a traced int32 scalar) of the AutoAttack attack `name`."""
   eot = settings.eot_samples if version == 'rand' else None
-  one_run = _stage_count(name, version, settings, num_classes) == 1
+  one_run = _restarts(settings.apgd_restarts, version) == 1
 
   def apgd_untargeted(loss):
     def run(f, x, y, k, e, n, stage):  # restart `stage`; a single run keeps `apgd`'s own keys
@@ -142,9 +142,7 @@ def _attack_fn(name: str, version: str, settings: AutoAttackSettings, num_classe
 def _attack(logits_fn, images, labels, key, epsilon, stage, *, name, version, norm, settings):
   """Stage `stage` (traced) of one attack of the sequence on one chunk, projected onto
   B_ε(images) ∩ [0, 1]."""
-  num_classes = jax.eval_shape(_one_draw(logits_fn, version), images).shape[-1]
-  found = _attack_fn(name, version, settings, num_classes)(logits_fn, images, labels, key,
-                                                          epsilon, norm, stage)
+  found = _attack_fn(name, version, settings)(logits_fn, images, labels, key, epsilon, norm, stage)
   return threat_model.project(found, images, epsilon, norm)
 
 
@@ -164,7 +162,7 @@ def _warn_if_deterministic(logits_fn, images) -> None:
   first, second = (logits_fn(sample, jax.random.key(seed)) for seed in (1, 2))
   if np.array_equal(np.asarray(first), np.asarray(second)):
     warnings.warn("version='rand': logits_fn(images, key) gave the same logits for two keys; the "
-                  "model looks deterministic (use version='standard')", stacklevel=3)
+                  "model looks deterministic (use version='standard')", stacklevel=4)
 
 
 def autoattack_sequence(logits_fn, images, labels, key: jax.Array, epsilon, norm: str = 'linf',
@@ -173,6 +171,13 @@ def autoattack_sequence(logits_fn, images, labels, key: jax.Array, epsilon, norm
                         batch_size: int = 500,
                         sharding: jax.sharding.Sharding | None = None) -> SequenceResult:
   """`autoattack` plus each attack's seconds (`SequenceResult`); arguments as `autoattack`."""
+  return _sequence(logits_fn, images, labels, key, epsilon, norm, version, settings, batch_size,
+                   sharding)
+
+
+def _sequence(logits_fn, images, labels, key, epsilon, norm, version, settings, batch_size,
+              sharding) -> SequenceResult:
+  """`autoattack_sequence`; its warning names the caller of the public function (stacklevel 4)."""
   arguments.check_choice('version', version, tuple(AUTOATTACK_VERSIONS))
   arguments.check_choice('norm', norm, threat_model.NORMS)
   arguments.check_number('epsilon', epsilon, 0.0)
@@ -215,6 +220,6 @@ def autoattack(logits_fn, images, labels, key: jax.Array, epsilon, norm: str = '
   0 = misclassified without an attack, k = broken first by attack k, -1 = robust to all. Runs
   outside `jax.jit` (it compacts on the host); every attack is jitted per chunk size.
   """
-  result = autoattack_sequence(logits_fn, images, labels, key, epsilon, norm, version,
-                               settings=settings, batch_size=batch_size, sharding=sharding)
+  result = _sequence(logits_fn, images, labels, key, epsilon, norm, version, settings, batch_size,
+                     sharding)
   return result.adversarial, result.broken_by

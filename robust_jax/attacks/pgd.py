@@ -80,7 +80,8 @@ def fgsm(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, key: jax.Arr
   projects: FGSM-RS (Wong et al. 2020 use step_size = 1.25 ε). Arguments are checked as in `pgd`.
   """
   arguments.check_attack(logits_fn, images, labels, key, epsilon=epsilon, step_size=step_size,
-                         norm=norm, random_start=random_start, loss=loss, targeted=targeted)
+                         num_steps=1, norm=norm, random_start=random_start, restarts=1, loss=loss,
+                         targeted=targeted)
   return _pgd(logits_fn, images, labels, key, epsilon=epsilon,
               step_size=epsilon if step_size is None else step_size, num_steps=1, norm=norm,
               random_start=random_start, restarts=1, loss=loss, targeted=targeted)

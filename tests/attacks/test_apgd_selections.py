@@ -181,10 +181,12 @@ def test_apgd_t_takes_one_way_of_naming_targets():
 RUNS = [[(False, 1.0), (True, 1.0), (False, 3.0), (True, 1.0), (False, 1.0)],
         [(True, 0.0), (True, 2.0), (False, 1.0), (False, 9.0), (False, 1.0)],
         [(False, 5.0), (True, 2.0), (False, 2.0), (True, 1.0), (False, 2.0)]]
-WINNER = [1, 1, 0, 0, 2]
+# The winners of the first 1, 2 and 3 runs (a single run is returned as it is):
+WINNERS = {1: [0, 0, 0, 0, 0], 2: [1, 1, 0, 0, 0], 3: [1, 1, 0, 0, 2]}
 
 
-def test_restarts_keep_success_first_then_the_strictly_higher_loss():
+@pytest.mark.parametrize('restarts', [1, 2, 3])
+def test_restarts_keep_success_first_then_the_strictly_higher_loss(restarts):
   success = jnp.asarray([[s for s, _ in run] for run in RUNS])
   loss = jnp.asarray([[value for _, value in run] for run in RUNS])
   calls = []
@@ -198,8 +200,9 @@ def test_restarts_keep_success_first_then_the_strictly_higher_loss():
     r = io_callback(next_run, jax.ShapeDtypeStruct((), jnp.int32), ordered=True)
     return jnp.full((5, 2), r, jnp.float32), success[r], loss[r]
 
-  adversarial, kept_success, kept_loss = best_of_restarts(run, KEY, len(RUNS))
-  assert len(calls) == len(RUNS)
-  np.testing.assert_array_equal(adversarial[:, 0], WINNER)
-  np.testing.assert_array_equal(kept_success, success[np.asarray(WINNER), np.arange(5)])
-  np.testing.assert_array_equal(kept_loss, loss[np.asarray(WINNER), np.arange(5)])
+  adversarial, kept_success, kept_loss = best_of_restarts(run, KEY, restarts)
+  assert len(calls) == restarts
+  winner = np.asarray(WINNERS[restarts])
+  np.testing.assert_array_equal(adversarial[:, 0], winner)
+  np.testing.assert_array_equal(kept_success, success[winner, np.arange(5)])
+  np.testing.assert_array_equal(kept_loss, loss[winner, np.arange(5)])

@@ -10,6 +10,7 @@ import importlib
 import inspect
 
 from robust_jax import attacks
+from robust_jax.attacks.sequence import run_sequence
 
 # The modules, not the functions of the same names that robust_jax.attacks exports.
 FAB_MODULE = importlib.import_module('robust_jax.attacks.fab')
@@ -42,6 +43,8 @@ def test_attack_keyword_defaults_are_the_references():
   for name, expected in REFERENCE_DEFAULTS.items():
     assert _defaults(getattr(attacks, name)) == expected, name
   assert _defaults(attacks.autoattack_sequence) == REFERENCE_DEFAULTS['autoattack']
+  # Not the reference's (its bs is 250): ours, shared, as the chunking decides the random draws.
+  assert _defaults(run_sequence) == dict(batch_size=500, sharding=None)
 
 
 def test_autoattack_budgets_and_versions_are_the_references():

@@ -26,3 +26,10 @@ def test_l2_ascent_direction_follows_a_vanishing_gradient():
   direction = threat_model.ascent_direction(gradient, 'l2')
   assert float(jnp.sum(direction * gradient)) > 0
   assert float(jnp.linalg.norm(direction)) <= 1.0
+
+
+def test_l2_ball_projection_leaves_a_delta_below_the_guard_as_it_is():
+  """||δ|| below TINY (and 0): ε / (||δ|| + TINY) > 1, so δ is inside the ball and kept (a guard
+  subtracted instead would flip and blow it up)."""
+  delta = jnp.array([[3e-13, -4e-13], [0.0, 0.0]])  # norms 5e-13 and 0
+  np.testing.assert_array_equal(threat_model.shrink_to_l2_ball(delta, 0.5), delta)

@@ -225,6 +225,14 @@ def f(a: int, *, b=2 + 1) -> int:
   if a > LIMIT:
     return a - b
   return a + b
+
+
+@dataclasses.dataclass
+class Settings:
+  steps: int = 100
+
+  def method(self, c=5):
+    return c * 2
 '''
 
 
@@ -235,6 +243,10 @@ def f(a: int, *, b=2 + 1) -> int:
     (9, range(9, 10), False),  # an if header, not its body
     (10, range(10, 11), False),
     (11, range(11, 12), False),
+    (14, range(14, 15), True),  # a class decorator
+    (16, range(16, 17), True),  # a class body: a dataclass field's default
+    (18, range(18, 19), True),  # a method's def line (its defaults)
+    (19, range(19, 20), False),  # a method's body
 ])
 def test_statement_rows(row, span, at_import):
   assert mt.statement_rows(SOURCE, row) == (span, at_import)
