@@ -212,6 +212,10 @@ IDX_REMEDY = ('replace it with a fresh copy; on Debian/Ubuntu: apt-get install '
      r'not an IDX file of unsigned bytes \(magic 00000d03,'),
     ({'train-images-idx3-ubyte': b''},
      r'not an IDX file of unsigned bytes \(magic none: empty file, expected'),
+    ({'train-images-idx3-ubyte': bytes([1, 0, 0x08, 3]) + _idx_bytes(np.zeros((6, 28, 28)))[4:]},
+     r'not an IDX file of unsigned bytes \(magic 01000803,'),  # each magic byte is checked
+    ({'train-images-idx3-ubyte': bytes([0, 0, 0x08, 0])},  # 4 bytes: a whole header, 0-d
+     r'train-images-idx3-ubyte.gz: header says shape \(\) but holds 0 values; ' + IDX_REMEDY),
     ({'train-images-idx3-ubyte': bytes([0, 0, 0x08, 3]) + np.array([2**31, 2**31, 4],
                                                                    '>u4').tobytes()},
      r'train-images-idx3-ubyte.gz: header says shape \(2147483648, 2147483648, 4\) but holds 0 '
@@ -395,11 +399,11 @@ def test_a_cache_with_bad_arrays_is_refused(tmp_path, changes, match):
 
 
 def test_token_ids_outside_the_vocabulary_are_refused():
-  split = text.TextSplit(np.array([[2, 9, 0]], np.int32), np.zeros(1, np.int32),
+  split = text.TextSplit(np.array([[2, 8, 0]], np.int32), np.zeros(1, np.int32),
                          np.array([2], np.int32), origin='somewhere')
   spec = data.spec_for(_text_config_dict(max_length=3, vocab_size=8))
-  _fails(lambda: split.checked(spec),
-         r'^somewhere: token id 9 at index 0,1 is outside \[0, 8\); delete the cache files to '
+  _fails(lambda: split.checked(spec),  # id 8 = the vocabulary size: the first one outside
+         r'^somewhere: token id 8 at index 0,1 is outside \[0, 8\); delete the cache files to '
          'tokenise again$')
 
 

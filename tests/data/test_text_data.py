@@ -1,4 +1,5 @@
 """Text data: tokeniser, vocabulary, encoding, CSV and TFDS sources, the cache, bad inputs."""
+import hashlib
 import os
 
 import numpy as np
@@ -113,9 +114,31 @@ def test_a_vocabulary_file_that_does_not_match_the_cached_ids_is_one_line_and_ke
   vocabulary_file.write_text('<pad>\n<unk>\nstocks\n')
   before = {f: (cache / f).read_bytes() for f in os.listdir(cache)}
   with pytest.raises(data.DatasetError, match=r'^text cache mismatch: vocabulary file .* \(3 '
-                     r'words, .*; delete both files to tokenise again$'):
+                     r'words, sha256 [0-9a-f]{12}\) is not the one the ids in .*npz were built '
+                     r'with \(sha256 [0-9a-f]{12}\); delete both files to tokenise again$'):
     data.load_splits(_text_config(csv_folder, cache))
   assert {f: (cache / f).read_bytes() for f in os.listdir(cache)} == before
+
+
+def test_a_cached_vocabulary_is_checked_by_its_hash_and_by_the_largest_id(csv_folder, tmp_path):
+  """Two words swapped (the size unchanged): the hash refuses it. A vocabulary cut to exactly the
+  largest cached id, its hash updated in the cache: id = size is outside, refused."""
+  cache = tmp_path / 'cache'
+  data.load_splits(_text_config(csv_folder, cache))
+  [ids] = [cache / f for f in os.listdir(cache) if f.endswith('.npz')]
+  vocabulary_file = ids.with_suffix('.vocab.txt')
+  words = vocabulary_file.read_text().splitlines()
+  vocabulary_file.write_text('\n'.join(words[:2] + words[3:4] + words[2:3] + words[4:]) + '\n')
+  with pytest.raises(data.DatasetError, match=r'^text cache mismatch: .* \(8 words, '):
+    data.load_splits(_text_config(csv_folder, cache))
+  with np.load(ids) as arrays:
+    arrays = dict(arrays)
+  largest = int(max(arrays['train_tokens'].max(), arrays['test_tokens'].max()))
+  cut = ''.join(word + '\n' for word in words[:largest]).encode()
+  vocabulary_file.write_bytes(cut)
+  np.savez(ids, **arrays | {'vocabulary_sha256': np.array(hashlib.sha256(cut).hexdigest())})
+  with pytest.raises(data.DatasetError, match=rf'^text cache mismatch: .* \({largest} words, '):
+    data.load_splits(_text_config(csv_folder, cache))
 
 
 @pytest.mark.parametrize('content, match', [
