@@ -52,7 +52,8 @@ def test_splits_and_their_specs_are_frozen():
                                     remove_stop_words=False)
   device_split = pipeline.DeviceSplit(jnp.zeros(1), jnp.zeros(1), 1)
   for frozen, field in ((split, 'labels'), (Splits(split, split), 'test'), (tokens, 'lengths'),
-                        (settings, 'vocab_size'), (device_split, 'num_examples')):
+                        (settings, 'vocab_size'), (device_split, 'num_examples'),
+                        (text.RawText(['a'], np.zeros(1)), 'texts')):
     with pytest.raises(dataclasses.FrozenInstanceError):
       setattr(frozen, field, None)
   with pytest.raises(TypeError):
