@@ -172,6 +172,7 @@ BAD_CALLS = [
     (call(restarts=2), ValueError, r'^key=None: this call draws random starts and needs a PRNG '),
     (call(alpha_max=1.5), ValueError, r'^alpha_max=1\.5: must be a finite number in \[0, 1\]$'),
     (call(eta=0.0), ValueError, r'^eta=0\.0: must be a finite number > 0$'),
+    (call(beta=1.5), ValueError, r'^beta=1\.5: must be a finite number in \[0, 1\]$'),
     (call(targeted=True, target_class_rank=1), ValueError,
      r'^target_class_rank=1: must be an int in \[2, 4\] \(rank 1 is the predicted class; '
      r'logits_fn gives C = 4\)$'),
