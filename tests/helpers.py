@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import zlib
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -24,6 +25,15 @@ def linear_problem(num_classes: int, num_images: int = 16, seed: int = 0):
   labels = jnp.asarray(rng.integers(0, num_classes, num_images), jnp.int32)
   logits_fn = lambda x: x.reshape(x.shape[0], -1) @ weights + bias
   return logits_fn, weights, images, labels
+
+
+def recorded(logits_fn, record: list):
+  """`logits_fn` that appends each input it is evaluated at to `record`, in order, as float64
+  NumPy arrays (`jax.debug.callback`: also inside jit and loops)."""
+  def wrapped(x):
+    jax.debug.callback(lambda v: record.append(np.asarray(v, np.float64)), x, ordered=True)
+    return logits_fn(x)
+  return wrapped
 
 
 def quadrant_images(num: int, seed: int, size: int = 28, channels: int = 1):

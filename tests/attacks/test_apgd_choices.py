@@ -14,20 +14,13 @@ import pytest
 
 from robust_jax import attacks, losses
 from robust_jax.attacks import threat_model
+from tests import helpers
 
 apgd_module = importlib.import_module('robust_jax.attacks.apgd')  # attacks.apgd: the function
 
 RNG = np.random.default_rng(0)
 WEIGHTS = jnp.asarray(RNG.normal(size=(6, 12)), jnp.float32)  # D = 6 features, up to 12 classes
 IMAGES = jnp.asarray(RNG.uniform(0.3, 0.7, (4, 6)), jnp.float32)
-
-
-def recorded(logits_fn, record):
-  """`logits_fn` that appends each evaluated input to `record` (in order)."""
-  def wrapped(x):
-    jax.debug.callback(lambda v: record.append(np.asarray(v, np.float64)), x, ordered=True)
-    return logits_fn(x)
-  return wrapped
 
 
 def linear(num_classes):
@@ -53,7 +46,7 @@ def test_on_a_loss_plateau_apgd_keeps_its_start_and_halves_the_step_at_once():
   plateau = lambda x: jnp.ones((x.shape[0], 1)) * jnp.arange(5.0) + (
       x - jax.lax.stop_gradient(x)) @ WEIGHTS[:, :5]
   points = []
-  result = attacks.apgd(recorded(plateau, points), IMAGES, labels, jax.random.key(3),
+  result = attacks.apgd(helpers.recorded(plateau, points), IMAGES, labels, jax.random.key(3),
                         epsilon=epsilon, num_steps=4)
   x0, clean = points[0], np.asarray(IMAGES, np.float64)
   probabilities = np.asarray(jax.nn.softmax(jnp.arange(5.0)), np.float64)
@@ -103,7 +96,7 @@ def _evaluations(num_classes, **kwargs):
   class swept (x^0 and x^1), plus 1 for the clean ranking unless target_labels are given."""
   points = []
   labels = jnp.argmax(linear(num_classes)(IMAGES), -1)
-  result = attacks.apgd_targeted(recorded(linear(num_classes), points), IMAGES, labels,
+  result = attacks.apgd_targeted(helpers.recorded(linear(num_classes), points), IMAGES, labels,
                                  jax.random.key(1), epsilon=0.02, num_steps=1, **kwargs)
   return len(points), result
 

@@ -9,19 +9,12 @@ import numpy as np
 import pytest
 
 from robust_jax.attacks import threat_model
-from tests.attacks.test_fab import IMAGES, LABELS, boundary_distances, kkt_projection
-from tests.attacks.test_fab import linear_logits
+from tests import helpers
+from tests.attacks.test_fab import BIAS, IMAGES, LABELS, WEIGHTS, boundary_distances
+from tests.attacks.test_fab import kkt_projection, linear_logits
 
 fab_module = importlib.import_module('robust_jax.attacks.fab')  # attacks.fab: the function
 fab = fab_module.fab
-
-
-def recorded(logits_fn, record):
-  """`logits_fn` that appends each evaluated input to `record` (in order)."""
-  def wrapped(x):
-    jax.debug.callback(lambda v: record.append(np.asarray(v, np.float64)), x, ordered=True)
-    return logits_fn(x)
-  return wrapped
 
 
 # ----------------------------------------------------------------------------- the projection
@@ -75,7 +68,7 @@ def test_restart_r_of_a_sweep_draws_from_fold_in_key_r():
   are 0 and 1), so it starts at the draw of fold_in(key, 3); one step, so the model is evaluated
   at the clean images, then per run at its start and after its step."""
   points, key = [], jax.random.key(4)
-  fab(recorded(linear_logits, points), IMAGES, LABELS, key, targeted=True, target_class_rank=3,
+  fab(helpers.recorded(linear_logits, points), IMAGES, LABELS, key, targeted=True, target_class_rank=3,
       restarts=2, num_steps=1)
   assert len(points) == 1 + 2 * 2
   expected = fab_module._random_start(jax.random.fold_in(key, 3), IMAGES, 0.3, 'linf')
@@ -91,11 +84,10 @@ def test_one_step_from_a_restart_follows_the_update_rule():
   images = jnp.asarray(rng.uniform(0.75, 0.95, IMAGES.shape), jnp.float32)  # η δ passes 1
   labels = jnp.argmax(linear_logits(images), -1)
   points, eta = [], 1.05
-  fab(recorded(linear_logits, points), images, labels, jax.random.key(6), restarts=2,
+  fab(helpers.recorded(linear_logits, points), images, labels, jax.random.key(6), restarts=2,
       num_steps=1, alpha_max=1.0, eta=eta)
   start, x1 = points[3], points[4]
-  weights, bias = (np.asarray(a, np.float64) for a in (linear_logits.__globals__['WEIGHTS'],
-                                                         linear_logits.__globals__['BIAS']))
+  weights, bias = (np.asarray(a, np.float64) for a in (WEIGHTS, BIAS))
   clean = np.asarray(images, np.float64)
   expected, alphas, past_one = [], [], False
   for s, x, y in zip(start, clean, np.asarray(labels)):
@@ -124,7 +116,7 @@ def test_fab_keeps_only_misclassified_points():
   boundary = lambda x: 1.5 * (1 - jnp.exp(-2 * jnp.sum(x - IMAGES, -1))) - 1
   logits_fn = lambda x: jnp.stack([jnp.zeros(x.shape[0]), boundary(x)], -1)
   labels, points = jnp.zeros(len(IMAGES), jnp.int32), []
-  adversarial, norms = fab(recorded(logits_fn, points), IMAGES, labels, num_steps=10)
+  adversarial, norms = fab(helpers.recorded(logits_fn, points), IMAGES, labels, num_steps=10)
   iterates = np.stack(points[2::2])  # x¹, x², ...: the points checked after each step
   crossed = np.asarray(boundary(jnp.asarray(iterates, jnp.float32))) > 0  # (steps, B)
   assert not crossed[0].any() and crossed.any(0).all()  # x¹ falls short; each crosses later
@@ -151,5 +143,5 @@ def test_fab_takes_two_classes_and_fab_t_at_most_c_minus_1_targets():
   _, norms = fab(two, IMAGES, jnp.argmax(two(IMAGES), -1), num_steps=2)
   assert np.isfinite(np.asarray(norms)).all()
   points = []
-  fab(recorded(linear_logits, points), IMAGES, LABELS, targeted=True, num_steps=1)
+  fab(helpers.recorded(linear_logits, points), IMAGES, LABELS, targeted=True, num_steps=1)
   assert len(points) == 1 + 3 * 2
