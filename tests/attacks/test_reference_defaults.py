@@ -62,4 +62,9 @@ def test_square_schedule_and_fab_restart_radius_are_the_references():
   # square.py's p_selection halves p at these query counts (rescaled by n_queries / 10000 only
   # with rescale_schedule); fab's DEFAULT_EPS_DICT_BY_NORM = {'Linf': .3, 'L2': 1.}.
   assert SQUARE_MODULE.P_BREAKPOINTS == (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+  assert _defaults(SQUARE_MODULE.p_schedule) == dict(p_init=0.8, rescale_schedule=False)
+  # Rescaled, query i counts as iteration int(i / n_queries * 10000): with 10,001 queries, query
+  # 8,001 is iteration 8,000 (not past the last breakpoint), query 8,002 iteration 8,001.
+  rescaled = SQUARE_MODULE.p_schedule(10_001, rescale_schedule=True)
+  assert (rescaled[8001], rescaled[8002]) == (0.8 / 2 ** 8, 0.8 / 2 ** 9)
   assert FAB_MODULE._RESTART_RADIUS == {'linf': 0.3, 'l2': 1.0}  # pylint: disable=protected-access
