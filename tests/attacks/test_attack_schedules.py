@@ -23,19 +23,9 @@ import pytest
 
 from robust_jax import attacks, losses
 from robust_jax.attacks.apgd import checkpoint_schedule
+from tests import helpers
 
 LABEL = 1  # every example of the separable problems below has true class 1
-
-
-def recording(logits_fn):
-  """(wrapped logits_fn, points): `points` gets every input the attack evaluates, in order."""
-  points = []
-
-  def wrapped(x):
-    jax.debug.callback(lambda value: points.append(np.array(value, np.float64)), x, ordered=True)
-    return logits_fn(x)
-
-  return wrapped, points
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +172,8 @@ def reference_apgd(problem, x0, *, epsilon, norm, num_steps, rho=0.75, tolerance
 
 
 def _apgd_points(problem, *, epsilon, norm, num_steps, loss='ce', seed=0, start='sphere'):
-  logits_fn, points = recording(problem.logits_fn)
+  points = []
+  logits_fn = helpers.recorded(problem.logits_fn, points)
   labels = jnp.full(len(problem.clean), LABEL, jnp.int32)
   result = attacks.apgd(logits_fn, jnp.asarray(problem.clean, jnp.float32), labels,
                         jax.random.key(seed), epsilon=epsilon, num_steps=num_steps, norm=norm,
@@ -352,7 +343,8 @@ def test_pgd_kl_first_step_ascends_kl_from_clean_to_adversarial(linear_softmax, 
   ∇_{x'} KL = W (softmax(x'W + b) - softmax(xW + b)). Told apart from the reverse KL(f(x') || f(x))
   (L2: another direction; L∞ signs mostly agree near x) and from the cross-entropy step."""
   logits_fn, weights, images, labels = linear_softmax
-  recorded, points = recording(logits_fn)
+  points = []
+  recorded = helpers.recorded(logits_fn, points)
   adversarial = np.asarray(attacks.pgd(recorded, images, labels, jax.random.key(0),
                                        epsilon=epsilon, step_size=step_size, num_steps=1,
                                        norm=norm, loss='kl'), np.float64)
@@ -380,7 +372,8 @@ def test_pgd_kl_first_step_ascends_kl_from_clean_to_adversarial(linear_softmax, 
 def test_pgd_kl_ends_with_a_larger_kl_than_its_start(linear_softmax):
   """Ten small KL steps end, per example, at a KL at least that of their random start."""
   logits_fn, _, images, labels = linear_softmax
-  recorded, points = recording(logits_fn)
+  points = []
+  recorded = helpers.recorded(logits_fn, points)
   adversarial = attacks.pgd(recorded, images, labels, jax.random.key(1), epsilon=0.1,
                             step_size=0.01, num_steps=10, loss='kl')
   clean_logits = logits_fn(images)
