@@ -1,10 +1,20 @@
 """Test setup: 8 simulated CPU devices (set before JAX starts) and small shared fixtures."""
+import atexit
 import os
 import shutil
+import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# One XLA compilation cache per test session, shared by the xdist workers and the subprocesses
+# the tests start (they inherit the environment): many tests compile the same tiny programs.
+# Compiles under 0.2 s are not worth a disk entry. A cached program is the same program, so no
+# result changes.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='robust_jax_tests_xla_')
+  atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # noqa: E402

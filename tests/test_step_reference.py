@@ -177,7 +177,9 @@ def _check_against_hand_written(config, spec, augment, images, labels, mesh):
   hand_step = jax.jit(reference_steps.train_step(config, model.module, spec.num_classes,
                                                  optimizer, augment))
   hand = (state.params, state.model_state, state.opt_state)
-  library_state = jax.tree.map(np.array, state)  # a copy: the library's step donates its state
+  # A copy (the library's step donates its state), placed as the step places its output, so the
+  # second step reuses the first one's program.
+  library_state = jax.device_put(jax.tree.map(np.array, state), sharding.replicated(mesh))
   for step in range(2):
     library_state, metrics = library_step(library_state, {'image': images, 'label': labels})
     *hand, hand_loss = hand_step(*hand, images, labels, jax.random.fold_in(STEP_KEY, step))

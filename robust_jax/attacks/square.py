@@ -183,6 +183,17 @@ def _l2_query(key, x_best, images, epsilon, side, pattern_pair):
   return jnp.clip(images + epsilon * delta / (per_example_l2(delta) + TINY), 0.0, 1.0)
 
 
+def _pattern_pairs(sides: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(S, 2, M, M) and (N,): per distinct side s (S of them), `l2_window_pattern(s)` at the top
+  left of an M × M canvas, as is and transposed; and per query its side's row."""
+  distinct = np.unique(sides)
+  pairs = np.zeros((len(distinct), 2, size, size), np.float32)
+  for i, side in enumerate(distinct):
+    pairs[i, 0, :side, :side] = l2_window_pattern(side)
+    pairs[i, 1, :side, :side] = pairs[i, 0, :side, :side].T
+  return pairs, np.searchsorted(distinct, sides)
+
+
 def _margin_and_loss(logits, goal, targeted):
   """(margin, loss), both (B,): the example is broken at margin <= 0; queries lower the loss."""
   if targeted:
@@ -200,20 +211,14 @@ def _search(logits_fn, images, goal, key, attacked, *, epsilon, norm, sides, tar
   margin, loss = _margin_and_loss(logits_fn(x_start), goal, targeted)
   side_of = jnp.asarray(sides)
   if norm == 'l2':
-    distinct = np.unique(sides)
-    size = min(height, width)
-    pairs = np.zeros((len(distinct), 2, size, size), np.float32)
-    for i, side in enumerate(distinct):
-      pairs[i, 0, :side, :side] = l2_window_pattern(side)
-      pairs[i, 1, :side, :side] = pairs[i, 0, :side, :side].T
-    pair_of = jnp.asarray(np.searchsorted(distinct, sides))
+    pairs, pair_of = map(jnp.asarray, _pattern_pairs(sides, min(height, width)))
 
   def query(i, x_best):
     query_key_i = jax.random.fold_in(query_key, i)
     if norm == 'linf':
       return _linf_query(query_key_i, x_best, images, epsilon, side_of[i])
     return _l2_query(query_key_i, x_best, images, epsilon, side_of[i],
-                     jnp.asarray(pairs)[pair_of[i]])
+                     pairs[pair_of[i]])
 
   def more_queries(state):
     i, _, margin_best, _ = state

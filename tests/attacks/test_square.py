@@ -197,10 +197,14 @@ def test_l2_start_is_a_grid_of_signed_patterns_on_the_epsilon_sphere():
   delta = np.asarray(start - images)[..., 0]
   np.testing.assert_allclose(np.linalg.norm(delta.reshape(3, -1), axis=-1), 1.0, rtol=1e-5)
   pattern = l2_window_pattern(2)
+  orientations = set()
   for tile in delta.reshape(3, 5, 2, 5, 2).transpose(0, 1, 3, 2, 4).reshape(-1, 2, 2):
     tile = tile * 5  # 25 unit-norm tiles make a perturbation of norm 5 before scaling to ε = 1
-    assert any(np.allclose(tile, sign * p, atol=1e-5) for sign in (1, -1)
-               for p in (pattern, pattern.T))
+    matches = [transposed for sign in (1, -1) for transposed, p in enumerate((pattern, pattern.T))
+               if np.allclose(tile, sign * p, atol=1e-5)]
+    assert len(matches) == 1
+    orientations.add(matches[0])
+  assert orientations == {0, 1}  # each tile transposed or not, at random
 
 
 def test_examples_misclassified_at_the_start_or_already_broken_keep_their_image():
