@@ -136,6 +136,24 @@ def test_a_perturbation_of_exactly_epsilon_is_found():
   assert not np.array_equal(np.asarray(again[0]), np.asarray(IMAGES[0]))
 
 
+def test_an_example_found_at_exactly_epsilon_takes_part_in_no_later_run():
+  """z = (0, max(10 (d_1 - 0.1), d_2 - 0.3)), d = x - (0.4, 0.4): at x the far piece (d_2 = 0.3)
+  is the active one, so the run from x moves d_2 only and finds it; a restart drawn with
+  d_1 >= 0.1 starts past the near piece and finds a smaller norm. With ε = the first run's norm
+  the example is done after that run (the reference attacks again only where norm > ε)."""
+  clean = jnp.full((1, 2), 0.4, jnp.float32)
+  def logits_fn(x):
+    d = x - clean
+    return jnp.stack([jnp.zeros(x.shape[0]), jnp.maximum(10 * (d[:, 0] - 0.1), d[:, 1] - 0.3)], -1)
+  labels, key = jnp.zeros(1, jnp.int32), jax.random.key(2)
+  _, first = fab(logits_fn, clean, labels, num_steps=20, epsilon=1.0)
+  _, restarted = fab(logits_fn, clean, labels, key, num_steps=20, restarts=8)
+  assert float(restarted[0]) < 0.5 * float(first[0])  # some restart finds the near piece
+  _, norms = fab(logits_fn, clean, labels, key, num_steps=20, restarts=8,
+                 epsilon=float(first[0]))
+  assert float(norms[0]) == float(first[0])
+
+
 def test_fab_takes_two_classes_and_fab_t_at_most_c_minus_1_targets():
   """C = 2 is enough; FAB-T with 9 target classes and C = 4 runs the 3 wrong classes, one run
   each (the model: the clean images, then 2 evaluations per step)."""
