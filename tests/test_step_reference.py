@@ -1,9 +1,9 @@
 """robust_jax's train step against an independent hand-written step, for every objective.
 
-The reference (`tests/oracles/reference_steps.py`) is written without robust_jax's objectives, losses,
-attacks or registries, and follows the library's documented randomness contract, so both must give
-the same numbers, step for step: the loss, the gradient, the new batch-norm statistics, the
-parameters and the optimizer state, over two full train steps (augmentation, per-step keys,
+The reference (`tests/oracles/reference_steps.py`) is written without robust_jax's objectives,
+losses, attacks or registries, and follows the library's documented randomness contract, so both
+must give the same numbers, step for step: the loss, the gradient, the new batch-norm statistics,
+the parameters and the optimizer state, over two full train steps (augmentation, per-step keys,
 dropout, feature masks, attack starts, DropAttack masks all lined up). The image model has batch
 norm and dropout; the text cases train 2-layer GRUs / LSTMs and a TextCNN, all with dropout, on
 token ids of random lengths. The optimizer is SGD with momentum (which, unlike Adam, passes a wrong

@@ -161,8 +161,8 @@ def _l2_query(key, x_best, images, epsilon, side, pattern_pair):
   channel, η·(±1) + δ_w / ‖δ_w‖, rescaled per channel to sqrt(max(ε² - ‖δ‖², 0) / C + ‖δ on both
   windows‖²), where ‖δ‖ and the norm over both windows run over all channels together (the
   reference's `lp_norm`); the second window is zeroed. pattern_pair (2, M, M):
-  l2_window_pattern(side) at the top left, as is and transposed. `tests/attacks/test_square.py` checks a
-  3-channel proposal against the reference's update transcribed by hand."""
+  l2_window_pattern(side) at the top left, as is and transposed. `tests/attacks/test_square.py`
+  checks a 3-channel proposal against the reference's update transcribed by hand."""
   _, height, width, channels = images.shape
   corner_key, orientation_key, sign_key = jax.random.split(key, 3)
   corners = _corners(corner_key, 2, side, height, width)

@@ -68,8 +68,8 @@ def test_restart_r_of_a_sweep_draws_from_fold_in_key_r():
   are 0 and 1), so it starts at the draw of fold_in(key, 3); one step, so the model is evaluated
   at the clean images, then per run at its start and after its step."""
   points, key = [], jax.random.key(4)
-  fab(helpers.recorded(linear_logits, points), IMAGES, LABELS, key, targeted=True, target_class_rank=3,
-      restarts=2, num_steps=1)
+  fab(helpers.recorded(linear_logits, points), IMAGES, LABELS, key, targeted=True,
+      target_class_rank=3, restarts=2, num_steps=1)
   assert len(points) == 1 + 2 * 2
   expected = fab_module._random_start(jax.random.fold_in(key, 3), IMAGES, 0.3, 'linf')
   np.testing.assert_allclose(points[3], expected, atol=1e-7)
