@@ -80,6 +80,26 @@ def test_a_linf_query_beyond_the_box_lands_on_its_bounds():
   assert set(np.unique(proposal[changed])) <= {0.0, 1.0}
 
 
+def test_a_linf_query_is_the_references_arithmetic_bit_for_bit():
+  """x̂ ± 2ε, then clipped to [x - ε, x + ε] and [0, 1], in float32 as the reference: from the
+  opposite bound, x̂ - 2ε can round one ulp inside the ball (x = 16/255, ε = 8/255), which a
+  step of 3ε would not."""
+  images = jnp.full((1, 4, 4, 1), 16 / 255, jnp.float32)
+  epsilon = 8 / 255
+  for x_best in (images + epsilon, images - epsilon):
+    signs_seen = set()
+    for seed in range(8):
+      proposal = np.asarray(_linf_query(jax.random.key(seed), x_best, images, epsilon, 4))
+      sign = 1.0 if proposal[0, 0, 0, 0] >= np.asarray(images)[0, 0, 0, 0] else -1.0
+      step = np.float32(2.0) * np.float32(epsilon) * np.float32(sign)
+      low, high = (np.asarray(images) - np.float32(epsilon), np.asarray(images)
+                   + np.float32(epsilon))
+      expected = np.clip(np.clip(np.asarray(x_best) + step, low, high), 0.0, 1.0)
+      np.testing.assert_array_equal(proposal, expected)
+      signs_seen.add(sign)
+    assert signs_seen == {1.0, -1.0}
+
+
 def test_a_query_is_kept_only_if_it_lowers_the_loss_strictly():
   """A model whose margin is 0.5 everywhere: no query lowers the loss or breaks the example, so
   every query starts from the start x⁰ and changes only its own window of it."""
