@@ -86,3 +86,19 @@ def test_equalize_with_a_step_of_one():
   ours = autoaugment.equalize(jnp.asarray(image), 0.0)
   _same_as_pillow(ours, ImageOps.equalize(Image.fromarray(image)))
   assert not np.array_equal(np.asarray(ours), image)
+
+
+def test_autocontrast_and_equalize_divide_exactly_where_xla_would_round_below():
+  """XLA on the CPU divides by a run-time value as a product with its reciprocal, so an exact
+  quotient can come out just below its integer (41 · fl(1/41) = 0.99999994): both maps divide
+  in integers. Autocontrast over [0, 41] sends 41 to 255; equalize with step 41 (a numerator of
+  41 at value 1) sends 1 to 1."""
+  image = np.zeros((4, 4, 3), np.uint8)
+  image[0, 0], image[0, 1] = 41, 20
+  _same_as_pillow(autoaugment.autocontrast(jnp.asarray(image), 0.0),
+                  ImageOps.autocontrast(Image.fromarray(image)))
+  values = np.concatenate([np.zeros(21), np.ones(10434), [2]]).astype(np.uint8)
+  image = np.stack([values] * 3, -1)[None]  # step = (10456 - 1) // 255 = 41
+  ours = autoaugment.equalize(jnp.asarray(image), 0.0)
+  _same_as_pillow(ours, ImageOps.equalize(Image.fromarray(image)))
+  assert np.asarray(ours)[0, 21, 0] == 1
