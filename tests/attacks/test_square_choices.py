@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robust_jax.attacks.square import _l2_query, _linf_query, _pattern_pairs, l2_window_pattern
-from robust_jax.attacks.square import square
+from robust_jax.attacks.square import (_l2_query, _linf_query, _pattern_pairs, l2_window_pattern,
+                                       square)
 from tests import helpers
 from tests.attacks.test_square import any_change_logits
 
